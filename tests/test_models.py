@@ -128,8 +128,13 @@ def test_dropout_uses_rngs(tiny_config):
     ids, mask = _batch()
 
     def run(seed):
-        return model.apply({"params": params}, ids, attention_mask=mask, deterministic=False,
-                           rngs={"dropout": jax.random.key(seed)}).logits
+        return model.apply(
+            {"params": params},
+            ids,
+            attention_mask=mask,
+            deterministic=False,
+            rngs={"dropout": jax.random.key(seed)},
+        ).logits
 
     np.testing.assert_array_equal(np.asarray(run(0)), np.asarray(run(0)))
     assert not np.allclose(np.asarray(run(0)), np.asarray(run(1)))
@@ -141,11 +146,15 @@ def test_save_load_roundtrip_and_new_head(tiny_config, tmp_path):
     save_pretrained(tmp_path / "m", model, params)
     m2, p2 = load_pretrained(tmp_path / "m")
     assert m2.config == tiny_config
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, p2)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), params, p2
+    )
     m3, p3 = load_pretrained(tmp_path / "m", num_labels=1)
     assert m3.config.is_regression and p3["classifier"]["kernel"].shape == (32, 1)
-    np.testing.assert_array_equal(np.asarray(p3["bert"]["pooler"]["dense"]["kernel"]),
-                                  np.asarray(params["bert"]["pooler"]["dense"]["kernel"]))
+    np.testing.assert_array_equal(
+        np.asarray(p3["bert"]["pooler"]["dense"]["kernel"]),
+        np.asarray(params["bert"]["pooler"]["dense"]["kernel"]),
+    )
     # saving over an existing export replaces it whole
     save_pretrained(tmp_path / "m", m3, p3)
     assert load_pretrained(tmp_path / "m")[0].config.num_labels == 1
@@ -158,8 +167,11 @@ def test_bad_checkpoints_name_the_problem(tiny_config, tmp_path):
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         load_pretrained(tmp_path)
     wide = tiny_config.replace(hidden_size=48, intermediate_size=96)
-    save_pretrained(tmp_path / "wide", BertForSequenceClassification(wide),
-                    init_params(BertForSequenceClassification(wide)))
+    save_pretrained(
+        tmp_path / "wide",
+        BertForSequenceClassification(wide),
+        init_params(BertForSequenceClassification(wide)),
+    )
     (tmp_path / "wide" / "config.json").write_text(json.dumps(tiny_config.to_hf_dict()))
     with pytest.raises(ValueError, match=r"tensor bert.embeddings.* has shape \(48,?\)"):
         load_pretrained(tmp_path / "wide")

@@ -20,8 +20,9 @@ SENTENCES = [
 def _encode(tokenizer, max_length=32):
     a = [s for s, _ in SENTENCES]
     b = [t if t is not None else "" for _, t in SENTENCES]
-    enc = tokenizer(a, b, padding="max_length", truncation=True, max_length=max_length,
-                    return_tensors="np")
+    enc = tokenizer(
+        a, b, padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
+    )
     return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
 
 
@@ -34,15 +35,19 @@ def test_hidden_states_and_attentions_match_pytorch(minilm_dir, tokenizer):
     ids, mask, types = _encode(tokenizer)
     assert (mask == 0).any(), "the batch must contain padding"
     model, params = load_pretrained(minilm_dir)
-    out = model.apply({"params": params}, ids, attention_mask=mask, token_type_ids=types,
-                      output_attentions=True)
+    out = model.apply(
+        {"params": params}, ids, attention_mask=mask, token_type_ids=types, output_attentions=True
+    )
 
     ref_model = transformers.BertModel.from_pretrained(str(minilm_dir), attn_implementation="eager")
     ref_model.eval()
     with torch.no_grad():
         ref = ref_model(
-            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-            token_type_ids=torch.tensor(types), output_hidden_states=True, output_attentions=True,
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+            token_type_ids=torch.tensor(types),
+            output_hidden_states=True,
+            output_attentions=True,
         )
     assert len(out.hidden_states) == len(ref.hidden_states) == 7
     valid = mask.astype(bool)
@@ -69,8 +74,11 @@ def test_exported_classifier_loads_in_transformers(minilm_dir, tokenizer, tmp_pa
     assert type(ref_model).__name__ == "BertForSequenceClassification"
     assert ref_model.config.id2label == {0: "no", 1: "maybe", 2: "yes"}
     with torch.no_grad():
-        theirs = ref_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                           token_type_ids=torch.tensor(types)).logits.numpy()
+        theirs = ref_model(
+            input_ids=torch.tensor(ids),
+            attention_mask=torch.tensor(mask),
+            token_type_ids=torch.tensor(types),
+        ).logits.numpy()
     assert np.abs(np.asarray(ours) - theirs).max() <= 1e-4
     # and the export reads back into Flax bit for bit
     model2, params2 = load_pretrained(out_dir)

@@ -179,7 +179,11 @@ class BertLayer(_Module):
             h, mask_bias, deterministic
         )
         inner = _DenseAct(
-            cfg, self.dtype, self.param_dtype, cfg.intermediate_size, cfg.hidden_act,
+            cfg,
+            self.dtype,
+            self.param_dtype,
+            cfg.intermediate_size,
+            cfg.hidden_act,
             name="intermediate",
         )(attn_out)
         out = _DenseResidualNorm(cfg, self.dtype, self.param_dtype, name="output")(

@@ -57,7 +57,9 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
             return path
         if (path / "export" / "config.json").is_file():
             return path / "export"
-        raise FileNotFoundError(f"{path}: no config.json (nor export/config.json) in this directory")
+        raise FileNotFoundError(
+            f"{path}: no config.json (nor export/config.json) in this directory"
+        )
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise FileNotFoundError(f"{name}: not a directory holding a Hugging Face checkpoint")
     try:
@@ -83,9 +85,11 @@ def read_safetensors(directory: Path) -> dict[str, np.ndarray]:
         with open(index, encoding="utf-8") as f:
             files = sorted({directory / v for v in json.load(f)["weight_map"].values()})
     else:
-        hint = " (only PyTorch .bin weights found: convert them to safetensors)" if any(
-            directory.glob("*.bin")
-        ) else ""
+        hint = (
+            " (only PyTorch .bin weights found: convert them to safetensors)"
+            if any(directory.glob("*.bin"))
+            else ""
+        )
         raise FileNotFoundError(f"{directory}: no model.safetensors{hint}")
     tensors: dict[str, np.ndarray] = {}
     for file in files:
@@ -150,8 +154,12 @@ def params_from_state_dict(
         out[path] = jnp.asarray(value, dtype=init.dtype)
     unexpected = sorted(k for k in state if k not in used and not k.endswith("position_ids"))
     if unexpected:
-        log.info("%s: %d tensors not used by BertForSequenceClassification, e.g. %s",
-                 source, len(unexpected), unexpected[:3])
+        log.info(
+            "%s: %d tensors not used by BertForSequenceClassification, e.g. %s",
+            source,
+            len(unexpected),
+            unexpected[:3],
+        )
     return traverse_util.unflatten_dict(out), missing
 
 
@@ -206,7 +214,9 @@ def load_pretrained(
     template = init_params(model, seed)
     params, missing = params_from_state_dict(state, template, source=str(directory))
     if any(not m.startswith("classifier.") for m in missing):
-        log.warning("%s: initialised at random (absent from the checkpoint): %s", directory, missing)
+        log.warning(
+            "%s: initialised at random (absent from the checkpoint): %s", directory, missing
+        )
     if layers is not None:
         config, params = select_layers(config, params, layers)
         model = model.clone(config=config)
@@ -232,8 +242,11 @@ def save_pretrained(
     try:
         with open(tmp / "config.json", "w", encoding="utf-8") as f:
             json.dump(model.config.to_hf_dict(), f, indent=2)
-        save_file(state_dict_from_params(params), str(tmp / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            state_dict_from_params(params),
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         if directory.exists():

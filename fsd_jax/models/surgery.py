@@ -41,7 +41,11 @@ def resolve_layers(spec: LayerSpec, num_layers: int) -> tuple[int, ...]:
             return layers
         if k > num_layers:
             raise ValueError(f"layer spec {spec!r}: source model has only {num_layers} layers")
-        return tuple(range(1, k + 1)) if kind == "first" else tuple(range(num_layers - k + 1, num_layers + 1))
+        return (
+            tuple(range(1, k + 1))
+            if kind == "first"
+            else tuple(range(num_layers - k + 1, num_layers + 1))
+        )
     if isinstance(spec, int):
         return resolve_layers(f"first:{spec}", num_layers)
     layers = tuple(int(x) for x in spec)

@@ -1,0 +1,32 @@
+"""GLUE tasks, examples, tokenisation and batching."""
+
+from fsd_jax.data import synthetic  # noqa: F401  (registers the "quickstart" task)
+from fsd_jax.data.batching import (
+    Encoded,
+    encode,
+    epoch_order,
+    iterate_batches,
+    make_batch,
+    num_batches,
+)
+from fsd_jax.data.glue import DataError, Examples, examples_from_dataset, load_examples, read_tsv
+from fsd_jax.data.tasks import TASKS, Task, TsvLayout, get_task, register_task
+
+__all__ = [
+    "TASKS",
+    "DataError",
+    "Encoded",
+    "Examples",
+    "Task",
+    "TsvLayout",
+    "encode",
+    "epoch_order",
+    "examples_from_dataset",
+    "get_task",
+    "iterate_batches",
+    "load_examples",
+    "make_batch",
+    "num_batches",
+    "read_tsv",
+    "register_task",
+]

@@ -1,0 +1,197 @@
+"""GLUE examples from the original ``glue_data`` TSV files or from the Hugging Face hub.
+
+Both sources produce the same :class:`Examples`: texts, and labels as class ids in the hub's
+ClassLabel order (float scores for STS-B).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fsd_jax.data.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+HUB_DATASET = "nyu-mll/glue"
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file (and line) and the cause."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """One split of a task: parallel texts and labels."""
+
+    task: Task
+    split: str
+    text_a: tuple[str, ...]
+    text_b: tuple[str, ...] | None
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+
+def _column_index(layout_col: str | int, header: list[str] | None, path: Path) -> int:
+    if isinstance(layout_col, int):
+        return layout_col
+    assert header is not None
+    try:
+        return header.index(layout_col)
+    except ValueError:
+        raise DataError(f"{path}:1: header has no column {layout_col!r} (found {header})") from None
+
+
+def _parse_label(task: Task, raw: str, where: str) -> float | int:
+    raw = raw.strip()
+    if task.is_regression:
+        try:
+            return float(raw)
+        except ValueError:
+            raise DataError(f"{where}: label {raw!r} is not a number") from None
+    try:
+        return task.tsv_label_values.index(raw)
+    except ValueError:
+        raise DataError(
+            f"{where}: unknown label {raw!r}; expected one of {list(task.tsv_label_values)}"
+        ) from None
+
+
+def read_tsv(
+    task: Task,
+    path: str | os.PathLike,
+    split: str = "train",
+    on_bad_row: Literal["error", "skip"] = "error",
+) -> Examples:
+    """Read a GLUE ``.tsv`` file as the GLUE script writes it (tab-split, no quoting).
+
+    Args:
+      task: the task whose layout the file follows.
+      path: the file.
+      split: split name recorded in the result.
+      on_bad_row: ``"error"`` stops at the first row with a wrong column count or label;
+        ``"skip"`` drops such rows with one warning (some public QQP copies have them).
+
+    Raises:
+      DataError: a missing or empty file, a ragged row or an unknown label, naming file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (task {task.name}, split {split})")
+    layout = task.tsv
+    # utf-8-sig: the MRPC files start with a byte-order mark.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = f.read().split("\n")
+    while lines and not lines[-1].strip("\r"):
+        lines.pop()
+    header = None
+    start = 0
+    if layout.has_header:
+        if not lines:
+            raise DataError(f"{path}: empty file (task {task.name}, split {split})")
+        header = lines[0].rstrip("\r").split("\t")
+        start = 1
+    num_columns = len(header) if header is not None else layout.num_columns
+    text_idx = [_column_index(c, header, path) for c in layout.text_columns]
+    label_idx = _column_index(layout.label_column, header, path)
+    text_a, text_b, labels, skipped = [], [], [], []
+    for lineno in range(start + 1, len(lines) + 1):
+        line = lines[lineno - 1].rstrip("\r")
+        where = f"{path}:{lineno}"
+        fields = line.split("\t")
+        try:
+            if len(fields) != num_columns:
+                raise DataError(
+                    f"{where}: expected {num_columns} tab-separated columns, found {len(fields)}"
+                )
+            label = _parse_label(task, fields[label_idx], where)
+        except DataError as e:
+            if on_bad_row == "error":
+                raise
+            skipped.append(str(e))
+            continue
+        labels.append(label)
+        text_a.append(fields[text_idx[0]])
+        if len(text_idx) > 1:
+            text_b.append(fields[text_idx[1]])
+    if skipped:
+        log.warning("%s: skipped %d malformed rows, first: %s", path, len(skipped), skipped[0])
+    if not labels:
+        raise DataError(f"{path}: no examples (task {task.name}, split {split} is empty)")
+    dtype = np.float32 if task.is_regression else np.int32
+    return Examples(
+        task,
+        split,
+        tuple(text_a),
+        tuple(text_b) if text_idx[1:] else None,
+        np.asarray(labels, dtype=dtype),
+        str(path),
+    )
+
+
+def examples_from_dataset(task: Task, dataset: Any, split: str, source: str) -> Examples:
+    """Convert a ``datasets.Dataset`` with the hub's GLUE schema into :class:`Examples`."""
+    missing = [c for c in (*task.hub_text_columns, "label") if c not in dataset.column_names]
+    if missing:
+        raise DataError(f"{source}: columns {missing} missing (found {dataset.column_names})")
+    feature = dataset.features["label"]
+    names = getattr(feature, "names", None)
+    if names is not None and tuple(names) != task.label_names:
+        raise DataError(f"{source}: label names {names} differ from {list(task.label_names)}")
+    labels = np.asarray(dataset["label"], dtype=np.float32 if task.is_regression else np.int32)
+    if len(labels) == 0:
+        raise DataError(f"{source}: no examples (task {task.name}, split {split} is empty)")
+    if not task.is_regression and (labels < 0).any():
+        raise DataError(f"{source}: split {split} has no labels (-1); it is a test split")
+    cols = [tuple(dataset[c]) for c in task.hub_text_columns]
+    return Examples(task, split, cols[0], cols[1] if len(cols) > 1 else None, labels, source)
+
+
+def load_examples(
+    task: str | Task,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    on_bad_row: Literal["error", "skip"] = "error",
+) -> Examples:
+    """Examples of ``task``'s ``split`` (``"train"``, ``"dev"``, or MNLI's two dev splits).
+
+    Args:
+      task: a task name or :class:`Task`.
+      split: split name.
+      data_dir: a GLUE directory (``<data_dir>/<TASK>/<split>.tsv``) or a task folder; when
+        None, the task's built-in directory if it has one, else the hub (``nyu-mll/glue``).
+      on_bad_row: see :func:`read_tsv`.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if split == "dev" and "dev" not in task.dev_splits:
+        split = next(iter(task.dev_splits))
+    if split not in task.splits:
+        raise DataError(f"task {task.name}: unknown split {split!r}; expected one of {task.splits}")
+    stem = "train" if split == "train" else task.dev_splits[split]
+    if data_dir is None and task.builtin_dir is not None:
+        data_dir = task.builtin_dir
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{root}: data directory not found")
+        folder = root if (root / f"{stem}.tsv").is_file() else root / task.dir_name
+        return read_tsv(task, folder / f"{stem}.tsv", split, on_bad_row)
+    import datasets
+
+    source = f"{HUB_DATASET}/{task.hub_config}:{task.hub_split(split)}"
+    try:
+        ds = datasets.load_dataset(HUB_DATASET, task.hub_config, split=task.hub_split(split))
+    except Exception as e:
+        raise DataError(
+            f"{source}: could not load from the Hugging Face hub ({type(e).__name__}); "
+            "pass a local GLUE directory with --config.data.data_dir"
+        ) from None
+    return examples_from_dataset(task, ds, split, source)
