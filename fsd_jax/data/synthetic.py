@@ -2,14 +2,13 @@
 
 Each sentence combines one or two clauses such as "the plot was not really gripping". A clause's
 polarity is its adjective's, flipped by "not"; "X , but Y" and "although X , Y" take Y's polarity,
-"X and Y" joins two clauses that agree. Deciding the label therefore needs negation and clause
-order, not a bag of words. The files in ``fsd_jax/data/quickstart/`` are the output of
-``python -m fsd_jax.data.synthetic`` and a test checks that they still are.
+"X and Y" joins two clauses that agree, and "X , Y and Z" takes the majority of three. Deciding
+the label therefore needs negation, clause order and counting, not a bag of words. The files in ``fsd_jax/data/quickstart/`` are the output of
+``python -c "from fsd_jax.data import synthetic; synthetic.write()"`` and a test checks that they still are.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +95,15 @@ def generate(num_examples: int, seed: int) -> list[tuple[str, int]]:
     rows = []
     for _ in range(num_examples):
         label = int(rng.integers(2))
-        form = rng.choice(["single", "but", "although", "and"], p=[0.3, 0.3, 0.2, 0.2])
-        if form == "single":
+        form = rng.choice(
+            ["single", "but", "although", "and", "majority"], p=[0.15, 0.2, 0.15, 0.1, 0.4]
+        )
+        if form == "majority":
+            polarities = [label, label, int(rng.integers(2))]
+            rng.shuffle(polarities)
+            a, b, c = (_clause(rng, p) for p in polarities)
+            text = f"{a} , {b} and {c}"
+        elif form == "single":
             text = _clause(rng, label)
         elif form == "and":
             text = f"{_clause(rng, label)} and {_clause(rng, label)}"
@@ -117,9 +123,3 @@ def write(directory: Path = BUILTIN_DIR) -> None:
     for split, n in SIZES.items():
         lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in generate(n, SEEDS[split])]
         (directory / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=BUILTIN_DIR)
-    write(parser.parse_args().out)

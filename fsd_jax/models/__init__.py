@@ -7,7 +7,12 @@ from fsd_jax.models.bert import (
     init_params,
 )
 from fsd_jax.models.config import BertConfig
-from fsd_jax.models.hf import load_pretrained, resolve_checkpoint_dir, save_pretrained
+from fsd_jax.models.hf import (
+    load_pretrained,
+    load_tokenizer,
+    resolve_checkpoint_dir,
+    save_pretrained,
+)
 from fsd_jax.models.surgery import resolve_layers, select_layers
 
 __all__ = [
@@ -17,6 +22,7 @@ __all__ = [
     "BertOutput",
     "init_params",
     "load_pretrained",
+    "load_tokenizer",
     "resolve_checkpoint_dir",
     "resolve_layers",
     "save_pretrained",

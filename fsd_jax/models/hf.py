@@ -53,10 +53,10 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
         return Path(mod.get_model_path())
     path = Path(name).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return path
         if (path / "export" / "config.json").is_file():
             return path / "export"
+        if (path / "config.json").is_file():
+            return path
         raise FileNotFoundError(
             f"{path}: no config.json (nor export/config.json) in this directory"
         )
@@ -260,3 +260,14 @@ def save_pretrained(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def load_tokenizer(path_or_hub_id: str | os.PathLike) -> Any:
+    """The checkpoint's fast tokenizer (transformers ``AutoTokenizer``)."""
+    from transformers import AutoTokenizer
+
+    directory = resolve_checkpoint_dir(path_or_hub_id)
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{directory}: no usable tokenizer files ({e})") from None

@@ -1,0 +1,21 @@
+"""The offline quickstart: the built-in synthetic sentiment task and the PyPI MiniLM teacher.
+
+    python train.py --config configs/quickstart.py --workdir runs/quickstart
+
+Runs on 2 CPU cores in a few minutes. See ``fsd_jax/data/synthetic.py`` for what the task is.
+"""
+
+from ml_collections import ConfigDict
+
+from configs import finetune
+
+
+def get_config(arg: str | None = None) -> ConfigDict:
+    c = finetune.get_config("quickstart")
+    c.stage = "quickstart"
+    c.student_layers = "first:3"
+    c.data.max_seq_length = 32  # the synthetic sentences are at most 25 tokens
+    c.train.num_epochs = 2.0
+    c.train.learning_rate = 1e-4
+    c.train.checkpoint_every = 100
+    return c

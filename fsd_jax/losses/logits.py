@@ -1,0 +1,41 @@
+"""Losses on logits. Every loss takes optional per-example ``weights`` (B,): the padded last
+batch carries zero-weight rows, which must not count."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def weighted_mean(values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Mean of per-example ``values`` (B,) over examples with non-zero weight."""
+    values = values.astype(jnp.float32)
+    if weights is None:
+        return values.mean()
+    weights = weights.astype(jnp.float32)
+    return (values * weights).sum() / jnp.maximum(weights.sum(), 1e-12)
+
+
+def cross_entropy(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+    """Cross-entropy with integer ``labels``, averaged over weighted examples.
+
+    Args:
+      logits: (B, V).
+      labels: (B,) int class ids.
+      weights: optional (B,) example weights.
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    return weighted_mean(nll, weights)
+
+
+def mse(predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Squared error per example, averaged over weighted examples (regression, V = 1).
+
+    ``predictions`` of shape (B, 1) or (B,) and ``targets`` of shape (B,) or (B, 1).
+    """
+    p = predictions.astype(jnp.float32).reshape(predictions.shape[0], -1)
+    t = targets.astype(jnp.float32).reshape(targets.shape[0], -1)
+    return weighted_mean(((p - t) ** 2).mean(-1), weights)

@@ -1,0 +1,1 @@
+"""Training: state, optimiser, the jitted step, the loop, checkpoints and stages."""

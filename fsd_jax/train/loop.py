@@ -1,0 +1,120 @@
+"""The training loop shared by every stage: resume, steps, logging, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from fsd_jax.train.checkpoint import Checkpointer
+from fsd_jax.train.state import TrainState
+from fsd_jax.train.writer import MetricWriter
+
+log = logging.getLogger(__name__)
+
+BatchFn = Callable[[int, int], Iterator[dict[str, np.ndarray]]]
+
+
+class ConfigMismatchError(ValueError):
+    """The workdir holds a run made with a different configuration."""
+
+
+def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) -> TrainState:
+    """``state`` from the newest readable checkpoint, or ``state`` itself if there is none.
+
+    Raises ConfigMismatchError when the checkpoint came from a run whose settings differ in
+    anything that changes training (``fingerprint``).
+    """
+    found = checkpointer.restore_latest(state)
+    if found is None:
+        return state
+    restored, meta, step = found
+    old = meta.get("fingerprint", {})
+    diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ConfigMismatchError(
+            f"{checkpointer.directory}: checkpoint at step {step} was made with other settings "
+            f"({detail}); use a new --workdir or restore the settings"
+        )
+    log.info("resuming from %s step %d", checkpointer.directory, step)
+    return restored
+
+
+def fit(
+    state: TrainState,
+    train_step: Callable,
+    batches: BatchFn,
+    *,
+    steps_per_epoch: int,
+    total_steps: int,
+    checkpointer: Checkpointer,
+    writer: MetricWriter,
+    fingerprint: dict,
+    checkpoint_every: int = 500,
+    log_every: int = 50,
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[TrainState, dict[str, float]]:
+    """Run ``train_step`` from ``state.step`` to ``total_steps``.
+
+    The data order depends only on the step (epoch = step // steps_per_epoch), so a resumed
+    run sees exactly the batches the interrupted one would have. Metrics are summed on the
+    device and fetched every ``log_every`` steps, so the loop does not wait on the device.
+
+    Returns:
+      The final state and throughput statistics (examples/s excludes the first, compiling step).
+    """
+    start = int(state.step)
+    step = start
+    sums: dict[str, jax.Array] | None = None
+    count = 0
+    examples = 0.0
+    t0 = time.perf_counter()
+    t_first = None
+    bar = tqdm(
+        total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
+    )
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        for batch in batches(epoch, offset):
+            state, metrics = train_step(state, batch)
+            step += 1
+            if t_first is None:
+                jax.block_until_ready(state.step)
+                t_first = time.perf_counter()
+            else:
+                examples += float(batch["weights"].sum())
+            sums = metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
+            count += 1
+            bar.update(1)
+            if step % log_every == 0 or step == total_steps:
+                means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+                means["epoch"] = step / steps_per_epoch
+                writer.write(step, means, prefix="train/")
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
+                sums, count = None, 0
+            if step % checkpoint_every == 0 and step < total_steps:
+                checkpointer.save(step, state, {"fingerprint": fingerprint})
+            if on_step is not None:
+                on_step(step)
+            if step >= total_steps:
+                break
+    checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
+    checkpointer.wait()
+    jax.block_until_ready(state.params)
+    bar.close()
+    end = time.perf_counter()
+    steady = end - t_first if t_first is not None else 0.0
+    stats = {
+        "steps": total_steps,
+        "steps_this_run": total_steps - start,
+        "wall_time_s": end - t0,
+        "train_examples_per_s": examples / steady if steady > 0 else float("nan"),
+    }
+    return state, stats

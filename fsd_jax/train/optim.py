@@ -1,0 +1,55 @@
+"""AdamW with linear warm-up and decay, no decay on biases and LayerNorm, gradient clipping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+from flax import traverse_util
+
+
+def linear_schedule(
+    learning_rate: float, total_steps: int, warmup_steps: int = 0
+) -> optax.Schedule:
+    """0 → lr over ``warmup_steps``, then lr → 0 at ``total_steps``."""
+    decay = optax.linear_schedule(learning_rate, 0.0, max(total_steps - warmup_steps, 1))
+    if warmup_steps <= 0:
+        return decay
+    warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+    return optax.join_schedules([warmup, decay], [warmup_steps])
+
+
+def decay_mask(params: Any) -> Any:
+    """True for weights that get weight decay: not biases, not LayerNorm scales."""
+    flat = traverse_util.flatten_dict(params)
+    mask = {k: not (k[-1] == "bias" or k[-1] == "scale" or "LayerNorm" in k) for k in flat}
+    return traverse_util.unflatten_dict(mask)
+
+
+def make_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    *,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    max_grad_norm: float | None = 1.0,
+) -> optax.GradientTransformation:
+    """The optimiser of METHODS.md §0.2 (AdamW, linear schedule, clip 1.0)."""
+    schedule = linear_schedule(learning_rate, total_steps, warmup_steps)
+    parts = []
+    if max_grad_norm:
+        parts.append(optax.clip_by_global_norm(max_grad_norm))
+    parts.append(
+        optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
+    )
+    return optax.chain(*parts)
+
+
+def current_learning_rate(
+    learning_rate: float, total_steps: int, warmup_steps: int, step: jax.Array
+) -> jax.Array:
+    return linear_schedule(learning_rate, total_steps, warmup_steps)(step)

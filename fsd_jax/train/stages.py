@@ -1,0 +1,19 @@
+"""Dispatch from ``config.stage`` to the stage that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def run(config: Any, workdir: str | Path) -> dict:
+    stage = config.get("stage")
+    if stage == "finetune":
+        from fsd_jax.train.finetune import run_finetune
+
+        return run_finetune(config, workdir)
+    if stage == "quickstart":
+        from fsd_jax.train.quickstart import run_quickstart
+
+        return run_quickstart(config, workdir)
+    raise ValueError(f"config.stage={stage!r}: expected 'finetune' or 'quickstart'")
