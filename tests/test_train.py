@@ -1,0 +1,192 @@
+"""Training loop: resumption, checkpoints, weights of padded rows, optimiser, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_finetune_config
+
+from fsd_jax.models import BertForSequenceClassification, init_params, load_pretrained
+from fsd_jax.train.checkpoint import Checkpointer
+from fsd_jax.train.finetune import run_finetune
+from fsd_jax.train.loop import ConfigMismatchError
+from fsd_jax.train.optim import decay_mask, linear_schedule
+from fsd_jax.train.step import supervised_objective
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params(workdir):
+    return load_pretrained(workdir)[1]
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(tiny_checkpoint, tmp_path):
+    cfg = tiny_finetune_config(tiny_checkpoint, tmp_path / "cache")
+    full = run_finetune(cfg, tmp_path / "full")
+    assert full["steps"] == 8 and full["steps_this_run"] == 8
+
+    def crash(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, tmp_path / "resumed", on_step=crash)
+    steps = sorted(
+        int(p.name) for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit()
+    )
+    assert steps == [3]
+    again = run_finetune(cfg, tmp_path / "resumed")
+    assert again["steps_this_run"] == 5
+    a, b = _params(tmp_path / "full"), _params(tmp_path / "resumed")
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    assert again["dev"] == full["dev"]
+    # training moved the parameters
+    start = load_pretrained(tiny_checkpoint, label_names=("negative", "positive"))[1]
+    assert not np.allclose(a["classifier"]["kernel"], start["classifier"]["kernel"])
+    # artefacts a user looks for
+    results = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert {"task", "stage", "dev", "steps", "train_examples_per_s", "wall_time_s"} <= set(results)
+    lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6, 8]
+    assert any("dev/accuracy" in x for x in lines)
+    assert list((tmp_path / "full" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_with_other_settings_is_refused(tiny_checkpoint, tmp_path):
+    cfg = tiny_finetune_config(tiny_checkpoint, tmp_path / "cache", max_steps=3)
+    run_finetune(cfg, tmp_path / "run")
+    changed = tiny_finetune_config(
+        tiny_checkpoint, tmp_path / "cache", max_steps=3, learning_rate=5e-4
+    )
+    with pytest.raises(ConfigMismatchError, match=r"learning_rate: 0.001 -> 0.0005"):
+        run_finetune(changed, tmp_path / "run")
+
+
+def test_broken_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+    ck = Checkpointer(tmp_path / "ck", max_to_keep=3)
+    state = {"w": jnp.arange(4.0), "step": jnp.array(0)}
+    ck.save(1, state, {"n": 1})
+    ck.save(2, {"w": jnp.arange(4.0) * 2, "step": jnp.array(2)}, {"n": 2})
+    ck.close()
+    for f in (tmp_path / "ck" / "2").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "meta" not in str(f):
+            f.write_bytes(b"\x00garbage")
+    ck = Checkpointer(tmp_path / "ck")
+    with caplog.at_level("WARNING"):
+        restored, meta, step = ck.restore_latest(state)
+    assert step == 1 and meta == {"n": 1}
+    np.testing.assert_array_equal(np.asarray(restored["w"]), np.arange(4.0))
+    assert "unreadable" in caplog.text
+
+
+def test_zero_weight_rows_do_not_change_the_gradient(tiny_config):
+    model = BertForSequenceClassification(
+        tiny_config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    )
+    params = init_params(model)
+    rng = np.random.default_rng(0)
+    batch = {
+        "input_ids": rng.integers(1, 120, (4, 8)).astype(np.int32),
+        "attention_mask": np.ones((4, 8), np.int32),
+        "token_type_ids": np.zeros((4, 8), np.int32),
+        "labels": np.array([0, 1, 1, 0], np.int32),
+        "weights": np.array([1, 1, 1, 0], np.float32),
+    }
+    small = {k: v[:3] for k, v in batch.items()}
+    objective = supervised_objective(model)
+    g_full = jax.grad(lambda p: objective(p, batch, jax.random.key(0))[0])(params)
+    g_small = jax.grad(lambda p: objective(p, small, jax.random.key(0))[0])(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), g_full, g_small)
+
+
+def test_optimizer_schedule_and_decay_mask(tiny_config):
+    sched = linear_schedule(1e-3, total_steps=10, warmup_steps=2)
+    np.testing.assert_allclose(
+        [sched(0), sched(1), sched(2), sched(6), sched(10)], [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9
+    )
+    mask = decay_mask(init_params(BertForSequenceClassification(tiny_config)))
+    layer = mask["bert"]["encoder"]["layer_0"]
+    assert layer["attention"]["self"]["query"]["kernel"] is True
+    assert layer["attention"]["self"]["query"]["bias"] is False
+    assert layer["output"]["LayerNorm"]["scale"] is False
+    assert mask["bert"]["embeddings"]["word_embeddings"]["embedding"] is True
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "configs/finetune.py:nosuchtask"], "error: unknown task 'nosuchtask'"),
+        (
+            ["--config", "configs/finetune.py:rte", "--config.data.data_dir", "/no/such/dir"],
+            "error: /no/such/dir: data directory not found",
+        ),
+        (
+            [
+                "--config",
+                "configs/finetune.py:quickstart",
+                "--config.model.name_or_path",
+                "/no/model",
+            ],
+            "error: /no/model: not a directory holding a Hugging Face checkpoint",
+        ),
+        (
+            ["--config", "configs/finetune.py:quickstart", "--config.model.layers", "first:9"],
+            "error: layer spec 'first:9': source model has only 6 layers",
+        ),
+    ],
+)
+def test_train_cli_errors_are_one_line(args, message, tmp_path, minilm_dir):
+    res = _cli("train.py", *args, "--workdir", str(tmp_path / "w"))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_eval_cli_writes_metrics_and_predictions(tiny_checkpoint, tmp_path):
+    res = _cli(
+        "eval.py",
+        "--model",
+        str(tiny_checkpoint),
+        "--task",
+        "quickstart",
+        "--out",
+        str(tmp_path / "out"),
+        "--max_seq_length",
+        "24",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert 0.0 <= metrics["dev"]["dev"]["accuracy"] <= 1.0
+    rows = (tmp_path / "out" / "predictions_dev.tsv").read_text().splitlines()
+    assert rows[0].startswith("index\tprediction\tlabel") and len(rows) == 501
+    res = _cli("eval.py", "--model", str(tiny_checkpoint), "--task", "stsb")
+    assert res.returncode == 2 and "task stsb needs 1" in res.stderr
+
+
+def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, capsys):
+    from configs import quickstart
+    from fsd_jax.train.stages import run
+
+    cfg = quickstart.get_config()
+    base = tiny_finetune_config(tiny_checkpoint, tmp_path / "cache", max_steps=4)
+    cfg.model, cfg.data, cfg.train, cfg.progress = base.model, base.data, base.train, False
+    cfg.student_layers = "first:1"
+    out = run(cfg, tmp_path / "qs")
+    assert [r["layers"] for r in out["rows"]] == [2, 1]
+    printed = capsys.readouterr().out
+    assert "teacher (fine-tuned)" in printed and "student, no distillation" in printed
+    assert json.loads((tmp_path / "qs" / "results.json").read_text())["table"] == out["table"]
+    assert (tmp_path / "qs" / "student_nokd" / "export" / "model.safetensors").is_file()
