@@ -1,5 +1,36 @@
-"""Distillation and supervised losses: pure functions of arrays (and masks)."""
+"""Distillation and supervised losses: pure functions of arrays (and masks), float32 inside.
 
-from fsd_jax.losses.logits import cross_entropy, mse, weighted_mean
+Batch-level losses take optional per-example ``weights`` (B,); rows with weight 0 (the padded
+last batch) do not count.
+"""
 
-__all__ = ["cross_entropy", "mse", "weighted_mean"]
+from fsd_jax.losses.attention import minilm, value_relation_logits
+from fsd_jax.losses.fsd import flatten_tokens, fsd_intra, fsd_local
+from fsd_jax.losses.logits import cross_entropy, kd, mse, weighted_mean
+from fsd_jax.losses.patient import pkd, pkd_teacher_layers
+from fsd_jax.losses.relational import (
+    angle_potential,
+    pairwise_distances,
+    rkd_angle,
+    rkd_distance,
+    smooth_l1,
+)
+
+__all__ = [
+    "angle_potential",
+    "cross_entropy",
+    "flatten_tokens",
+    "fsd_intra",
+    "fsd_local",
+    "kd",
+    "minilm",
+    "mse",
+    "pairwise_distances",
+    "pkd",
+    "pkd_teacher_layers",
+    "rkd_angle",
+    "rkd_distance",
+    "smooth_l1",
+    "value_relation_logits",
+    "weighted_mean",
+]

@@ -39,3 +39,36 @@ def mse(predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = 
     p = predictions.astype(jnp.float32).reshape(predictions.shape[0], -1)
     t = targets.astype(jnp.float32).reshape(targets.shape[0], -1)
     return weighted_mean(((p - t) ** 2).mean(-1), weights)
+
+
+def kd(
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    temperature: float,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """Hinton KD: ``T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))``, mean over examples.
+
+    Hinton et al., "Distilling the knowledge in a neural network", 2015; METHODS.md §0, §1.
+    For a regression head (one logit) the soft targets are meaningless, so this is the MSE
+    to the teacher's output; ``faithful=True`` reproduces the FSD code, whose KD over a single
+    logit is identically 0 (METHODS.md §9 item 9).
+
+    Args:
+      student_logits: (B, V).
+      teacher_logits: (B, V), treated as constants by the caller.
+      temperature: T > 0.
+      weights: optional (B,) example weights.
+      faithful: see above (matters for V = 1 only).
+    """
+    if student_logits.shape[-1] == 1:
+        if faithful:
+            return jnp.zeros((), jnp.float32)
+        return mse(student_logits, teacher_logits, weights)
+    t = jnp.asarray(temperature, jnp.float32)
+    log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
+    log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+    kl = (jnp.exp(log_pt) * (log_pt - log_ps)).sum(-1)
+    return t * t * weighted_mean(kl, weights)

@@ -1,0 +1,82 @@
+"""MiniLM's self-attention distribution and value-relation transfer (METHODS.md §5).
+
+Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of
+Pre-Trained Transformers", NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from fsd_jax.losses.logits import weighted_mean
+from fsd_jax.models.bert import MASK_BIAS
+
+
+def _row_kl(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
+    """KL(softmax(t) ‖ softmax(s)) along the last axis; masked keys carry MASK_BIAS in both."""
+    log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
+    log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
+    return (jnp.exp(log_pt) * (log_pt - log_ps)).sum(-1)
+
+
+def value_relation_logits(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """V Vᵀ / sqrt(d_h) per head (B, h, L, L), with the key-padding bias when ``mask`` is given."""
+    v = values.astype(jnp.float32)
+    logits = jnp.einsum("bhqd,bhkd->bhqk", v, v) / math.sqrt(v.shape[-1])
+    if mask is not None:
+        logits = logits + (1.0 - mask[:, None, None, :].astype(jnp.float32)) * MASK_BIAS
+    return logits
+
+
+def _mean_over_heads_and_queries(kl: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """(B, h, L) → (B,): mean over heads and over real query tokens."""
+    if mask is None:
+        return kl.mean(axis=(1, 2))
+    q = mask.astype(jnp.float32)[:, None, :]
+    return (kl * q).sum(axis=(1, 2)) / (kl.shape[1] * jnp.maximum(q.sum(axis=(1, 2)), 1.0))
+
+
+def minilm(
+    teacher_scores: jax.Array,
+    student_scores: jax.Array,
+    teacher_values: jax.Array,
+    student_values: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """``L_AT + L_VR`` on one layer pair (MiniLM Eq. 4–6, fine-tuning variant).
+
+    L_AT = (1 / (A_h·|x|)) Σ_a Σ_t KL(A_t[a, t] ‖ A_s[a, t]) with A = softmax(scores);
+    L_VR the same for softmax(V Vᵀ / sqrt(d_h)). Averaged over real query tokens and examples.
+
+    Args:
+      teacher_scores: (B, h, L, L) pre-softmax attention scores (padding bias included).
+      student_scores: (B, h, L, L); the head count must match the teacher's.
+      teacher_values: (B, h, L, d_t / h).
+      student_values: (B, h, L, d_s / h).
+      mask: (B, L) token mask.
+      weights: optional (B,) example weights.
+      faithful: mirror the FSD repository's inputs: value relations without the padding mask,
+        every query row counted.
+    """
+    if teacher_scores.shape[1] != student_scores.shape[1]:
+        raise ValueError(
+            f"MiniLM needs equal head counts: teacher {teacher_scores.shape[1]}, "
+            f"student {student_scores.shape[1]}"
+        )
+    query_mask = None if faithful else mask
+    att = _row_kl(teacher_scores, student_scores)
+    vr_mask = None if faithful else mask
+    vr = _row_kl(
+        value_relation_logits(teacher_values, vr_mask),
+        value_relation_logits(student_values, vr_mask),
+    )
+    per_example = _mean_over_heads_and_queries(att, query_mask) + _mean_over_heads_and_queries(
+        vr, query_mask
+    )
+    return weighted_mean(per_example, weights)

@@ -1,0 +1,244 @@
+"""Every loss against a NumPy float64 transcription of its METHODS.md formula."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_cka import np_cka
+
+from fsd_jax import losses
+
+RNG = np.random.default_rng(0)
+
+
+def np_softmax(z, axis=-1):
+    z = z - z.max(axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis, keepdims=True)
+
+
+def np_smooth_l1(x):
+    return np.where(np.abs(x) < 1, 0.5 * x**2, np.abs(x) - 0.5)
+
+
+def _hidden(b=4, n=10, d=6, seed=1):
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(b, n, d))
+    s = 0.5 * t[..., : d - 1] @ rng.normal(size=(d - 1, d - 1)) + rng.normal(size=(b, n, d - 1))
+    lengths = np.array([n, n - 3, 4, 7][:b])
+    mask = (np.arange(n)[None, :] < lengths[:, None]).astype(np.int32)
+    return t, s, mask, lengths
+
+
+def _pad(x, extra, rng=RNG):
+    """Append `extra` garbage positions on axis 1 (padding)."""
+    shape = list(x.shape)
+    shape[1] = extra
+    return np.concatenate([x, rng.normal(size=shape) * 50], axis=1)
+
+
+# ---------------------------------------------------------------- KD
+def test_kd_matches_numpy_and_weights():
+    zs, zt = RNG.normal(size=(5, 3)), RNG.normal(size=(5, 3)) * 2
+    T = 4.0
+    pt, ps = np_softmax(zt / T), np_softmax(zs / T)
+    ref = T**2 * (pt * (np.log(pt) - np.log(ps))).sum(-1)
+    np.testing.assert_allclose(losses.kd(zs, zt, T), ref.mean(), rtol=1e-5)
+    w = np.array([1, 1, 0, 1, 0], np.float32)
+    np.testing.assert_allclose(losses.kd(zs, zt, T, w), ref[w > 0].mean(), rtol=1e-5)
+
+
+def test_kd_regression_is_mse_to_teacher_and_faithful_zero():
+    zs, zt = RNG.normal(size=(6, 1)), RNG.normal(size=(6, 1))
+    np.testing.assert_allclose(losses.kd(zs, zt, 5.0), ((zs - zt) ** 2).mean(), rtol=1e-5)
+    assert float(losses.kd(zs, zt, 5.0, faithful=True)) == 0.0
+
+
+def test_cross_entropy_and_mse():
+    z, y = RNG.normal(size=(4, 3)), np.array([0, 2, 1, 2])
+    ref = -np.log(np_softmax(z)[np.arange(4), y])
+    np.testing.assert_allclose(losses.cross_entropy(z, y), ref.mean(), rtol=1e-5)
+    w = np.array([0, 1, 1, 1.0])
+    np.testing.assert_allclose(losses.cross_entropy(z, y, w), ref[1:].mean(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- FSD intra / local
+def test_fsd_intra_matches_numpy_masked_and_faithful():
+    t, s, mask, lengths = _hidden()
+    per = np.array([np_cka(t[b, :k], s[b, :k]) for b, k in enumerate(lengths)])
+    np.testing.assert_allclose(
+        losses.fsd_intra(t, s, mask), np.mean(-np.log(np.abs(per) + 1e-8)), rtol=1e-5
+    )
+    full = np.array([np_cka(t[b], s[b]) for b in range(len(t))])
+    np.testing.assert_allclose(
+        losses.fsd_intra(t, s, mask, faithful=True), -np.log(np.abs(full).mean() + 1e-8), rtol=1e-5
+    )
+
+
+def test_fsd_intra_and_local_ignore_padding_length():
+    t, s, mask, _ = _hidden()
+    tp, sp = _pad(t, 5), _pad(s, 5)
+    mp = np.concatenate([mask, np.zeros((4, 5), np.int32)], 1)
+    for fn in (losses.fsd_intra, losses.fsd_local):
+        np.testing.assert_allclose(fn(tp, sp, mp), fn(t, s, mask), rtol=1e-5)
+
+
+def test_fsd_local_matches_numpy():
+    t, s, mask, _ = _hidden()
+    ft = (t * mask[..., None]).reshape(4, -1)
+    fs = (s * mask[..., None]).reshape(4, -1)
+    ref = -np.log(abs(np_cka(ft, fs)) + 1e-8)
+    np.testing.assert_allclose(losses.fsd_local(t, s, mask), ref, rtol=1e-5)
+    raw = -np.log(abs(np_cka(t.reshape(4, -1), s.reshape(4, -1))) + 1e-8)
+    np.testing.assert_allclose(losses.fsd_local(t, s, mask, faithful=True), raw, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- partial batches
+def _partial_cases():
+    t, s, mask, _ = _hidden()
+    rng = np.random.default_rng(3)
+    et, es = rng.normal(size=(4, 12)), rng.normal(size=(4, 9))
+    scores_t, scores_s = rng.normal(size=(4, 2, 10, 10)), rng.normal(size=(4, 2, 10, 10))
+    vt, vs = rng.normal(size=(4, 2, 10, 3)), rng.normal(size=(4, 2, 10, 5))
+    bias = (1 - mask[:, None, None, :]) * -10000.0
+    tt = [t, t * 2]
+    ss = [t + rng.normal(size=t.shape), t]
+    return [
+        ("fsd_intra", lambda w, k: losses.fsd_intra(t[:k], s[:k], mask[:k], w)),
+        (
+            "fsd_intra_faithful",
+            lambda w, k: losses.fsd_intra(t[:k], s[:k], mask[:k], w, faithful=True),
+        ),
+        ("fsd_local", lambda w, k: losses.fsd_local(t[:k], s[:k], mask[:k], w)),
+        ("pkd", lambda w, k: losses.pkd([x[:k] for x in tt], [x[:k] for x in ss], mask[:k], w)),
+        (
+            "pkd_seq",
+            lambda w, k: losses.pkd(
+                [x[:k] for x in tt], [x[:k] for x in ss], mask[:k], w, full_sequence=True
+            ),
+        ),
+        ("rkd_distance", lambda w, k: losses.rkd_distance(et[:k], es[:k], w)),
+        ("rkd_angle", lambda w, k: losses.rkd_angle(et[:k], es[:k], w)),
+        (
+            "minilm",
+            lambda w, k: losses.minilm(
+                scores_t[:k] + bias[:k], scores_s[:k] + bias[:k], vt[:k], vs[:k], mask[:k], w
+            ),
+        ),
+        ("kd", lambda w, k: losses.kd(es[:k, :3], et[:k, :3], 2.0, w)),
+    ]
+
+
+@pytest.mark.parametrize(("name", "fn"), _partial_cases())
+def test_zero_weight_rows_are_ignored(name, fn):
+    w = np.array([1, 1, 1, 0], np.float32)
+    np.testing.assert_allclose(fn(w, 4), fn(None, 3), rtol=1e-5, err_msg=name)
+
+
+# ---------------------------------------------------------------- PKD
+def test_pkd_cls_and_full_sequence_match_numpy():
+    t, _s, mask, lengths = _hidden(d=6)
+    rng = np.random.default_rng(4)
+    tl = [t, rng.normal(size=t.shape)]
+    sl = [rng.normal(size=t.shape), rng.normal(size=t.shape)]
+    nt = np.stack([x[:, 0] / np.linalg.norm(x[:, 0], axis=-1, keepdims=True) for x in tl], 1)
+    ns = np.stack([x[:, 0] / np.linalg.norm(x[:, 0], axis=-1, keepdims=True) for x in sl], 1)
+    np.testing.assert_allclose(losses.pkd(tl, sl), ((ns - nt) ** 2).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.pkd(tl, sl, normalize=False),
+        ((np.stack(sl, 1)[:, :, 0] - np.stack(tl, 1)[:, :, 0]) ** 2).mean(),
+        rtol=1e-5,
+    )
+    per = []
+    for b, k in enumerate(lengths):
+        vt = [x[b, :k].reshape(-1) for x in tl]
+        vs = [x[b, :k].reshape(-1) for x in sl]
+        per.append(
+            np.mean(
+                [
+                    ((a / np.linalg.norm(a) - c / np.linalg.norm(c)) ** 2).mean()
+                    for a, c in zip(vt, vs, strict=True)
+                ]
+            )
+        )
+    np.testing.assert_allclose(
+        losses.pkd(tl, sl, mask, full_sequence=True), np.mean(per), rtol=1e-5
+    )
+
+
+def test_pkd_layer_maps_and_errors():
+    assert losses.pkd_teacher_layers(12, 6, "skip") == (2, 4, 6, 8, 10)
+    assert losses.pkd_teacher_layers(12, 6, "last") == (7, 8, 9, 10, 11)
+    assert losses.pkd_teacher_layers(6, 3, "skip") == (2, 4)
+    with pytest.raises(ValueError, match="multiple"):
+        losses.pkd_teacher_layers(6, 4, "skip")
+    with pytest.raises(ValueError, match="equal widths"):
+        losses.pkd([np.ones((2, 3, 4))], [np.ones((2, 3, 5))])
+
+
+# ---------------------------------------------------------------- RKD
+def np_pdist(e):
+    d2 = ((e[:, None] - e[None, :]) ** 2).sum(-1)
+    d = np.sqrt(np.maximum(d2, 1e-12))
+    np.fill_diagonal(d, 0)
+    return d
+
+
+def np_rkd_distance(t, s):
+    dt, ds = np_pdist(t), np_pdist(s)
+    dt, ds = dt / dt[dt > 0].mean(), ds / ds[ds > 0].mean()
+    return np_smooth_l1(ds - dt).mean()
+
+
+def np_angle(e):
+    """The reference's explicit B×B×D form (lenscloth/RKD metric/loss.py)."""
+    diff = e[None, :, :] - e[:, None, :]  # [a, b] = e_b − e_a
+    norm = diff / np.maximum(np.linalg.norm(diff, axis=-1, keepdims=True), 1e-12)
+    return np.einsum("abd,acd->abc", norm, norm)
+
+
+def test_rkd_matches_numpy_and_explicit_angle():
+    t, s = RNG.normal(size=(6, 20)), RNG.normal(size=(6, 11))
+    np.testing.assert_allclose(losses.rkd_distance(t, s), np_rkd_distance(t, s), rtol=1e-5)
+    np.testing.assert_allclose(losses.angle_potential(t), np_angle(t), atol=1e-5)
+    ref = np_smooth_l1(np_angle(s) - np_angle(t)).mean()
+    np.testing.assert_allclose(losses.rkd_angle(t, s), ref, rtol=1e-5)
+
+
+def test_rkd_gradients_finite_with_duplicate_examples():
+    t = RNG.normal(size=(4, 8))
+    s = RNG.normal(size=(4, 8))
+    s[1] = s[0]
+    for fn in (losses.rkd_distance, losses.rkd_angle):
+        g = jax.grad(lambda x, f=fn: f(jnp.asarray(t), x))(jnp.asarray(s))
+        assert np.isfinite(np.asarray(g)).all()
+
+
+# ---------------------------------------------------------------- MiniLM
+def np_minilm(st, ss, vt, vs, mask):
+    b, h, _n, _ = st.shape
+    out = []
+    for i in range(b):
+        k = int(mask[i].sum())
+        total = 0.0
+        for a in range(h):
+            pt, ps = np_softmax(st[i, a, :k, :k]), np_softmax(ss[i, a, :k, :k])
+            rt = np_softmax(vt[i, a, :k] @ vt[i, a, :k].T / np.sqrt(vt.shape[-1]))
+            rs = np_softmax(vs[i, a, :k] @ vs[i, a, :k].T / np.sqrt(vs.shape[-1]))
+            total += (pt * np.log(pt / ps)).sum() + (rt * np.log(rt / rs)).sum()
+        out.append(total / (h * k))
+    return np.mean(out)
+
+
+def test_minilm_matches_numpy_on_real_tokens():
+    _, _, mask, _ = _hidden()
+    rng = np.random.default_rng(5)
+    st, ss = rng.normal(size=(4, 3, 10, 10)), rng.normal(size=(4, 3, 10, 10))
+    vt, vs = rng.normal(size=(4, 3, 10, 4)), rng.normal(size=(4, 3, 10, 2))
+    bias = (1 - mask[:, None, None, :]) * -10000.0
+    got = losses.minilm(st + bias, ss + bias, vt, vs, mask)
+    np.testing.assert_allclose(got, np_minilm(st, ss, vt, vs, mask), rtol=1e-5)
+    with pytest.raises(ValueError, match="equal head counts"):
+        losses.minilm(st, ss[:, :2], vt, vs[:, :2], mask)
