@@ -42,9 +42,7 @@ def tiny_config() -> BertConfig:
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
-    """A 2-layer, 32-wide random BERT with MiniLM's real tokenizer, saved as an HF directory."""
+def _save_tiny(tmp_path_factory, minilm_dir, layers: int, seed: int) -> Path:
     from transformers import AutoTokenizer
 
     from fsd_jax.models import BertForSequenceClassification, init_params, save_pretrained
@@ -52,20 +50,32 @@ def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
     cfg = BertConfig(
         vocab_size=30522,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
     )
     model = BertForSequenceClassification(cfg)
-    path = tmp_path_factory.mktemp("tiny") / "bert"
+    path = tmp_path_factory.mktemp("tiny") / f"bert{layers}"
     save_pretrained(
         path,
         model,
-        init_params(model, seed=0),
+        init_params(model, seed=seed),
         tokenizer=AutoTokenizer.from_pretrained(str(minilm_dir)),
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
+    """A 2-layer, 32-wide random BERT with MiniLM's real tokenizer, saved as an HF directory."""
+    return _save_tiny(tmp_path_factory, minilm_dir, layers=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, minilm_dir) -> Path:
+    """A 4-layer random BERT (the same tokenizer) to distil from: a 2-layer student fits PKD."""
+    return _save_tiny(tmp_path_factory, minilm_dir, layers=4, seed=1)
 
 
 def tiny_finetune_config(checkpoint: Path, cache_dir: Path, **train):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -60,7 +61,8 @@ def fit(
     on_step: Callable[[int], None] | None = None,
     progress: bool = True,
     desc: str = "train",
-) -> tuple[TrainState, dict[str, float]]:
+    step_args: tuple = (),
+) -> tuple[TrainState, dict[str, Any]]:
     """Run ``train_step`` from ``state.step`` to ``total_steps``.
 
     The data order depends only on the step (epoch = step // steps_per_epoch), so a resumed
@@ -68,7 +70,8 @@ def fit(
     device and fetched every ``log_every`` steps, so the loop does not wait on the device.
 
     Returns:
-      The final state and throughput statistics (examples/s excludes the first, compiling step).
+      The final state and statistics: throughput (examples/s excludes the first, compiling
+      step) and ``train_metrics``, the mean of every logged metric over the last log window.
     """
     start = int(state.step)
     step = start
@@ -77,13 +80,14 @@ def fit(
     examples = 0.0
     t0 = time.perf_counter()
     t_first = None
+    last: dict[str, float] = {}
     bar = tqdm(
         total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
     )
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         for batch in batches(epoch, offset):
-            state, metrics = train_step(state, batch)
+            state, metrics = train_step(state, batch, *step_args)
             step += 1
             if t_first is None:
                 jax.block_until_ready(state.step)
@@ -97,6 +101,7 @@ def fit(
                 means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
                 means["epoch"] = step / steps_per_epoch
                 writer.write(step, means, prefix="train/")
+                last = means
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 sums, count = None, 0
             if step % checkpoint_every == 0 and step < total_steps:
@@ -116,5 +121,6 @@ def fit(
         "steps_this_run": total_steps - start,
         "wall_time_s": end - t0,
         "train_examples_per_s": examples / steady if steady > 0 else float("nan"),
+        "train_metrics": last,
     }
     return state, stats

@@ -12,8 +12,12 @@ def run(config: Any, workdir: str | Path) -> dict:
         from fsd_jax.train.finetune import run_finetune
 
         return run_finetune(config, workdir)
+    if stage == "distill":
+        from fsd_jax.train.distill import run_distill
+
+        return run_distill(config, workdir)
     if stage == "quickstart":
         from fsd_jax.train.quickstart import run_quickstart
 
         return run_quickstart(config, workdir)
-    raise ValueError(f"config.stage={stage!r}: expected 'finetune' or 'quickstart'")
+    raise ValueError(f"config.stage={stage!r}: expected 'finetune', 'distill' or 'quickstart'")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +11,9 @@ from fsd_jax.losses import cross_entropy, mse
 from fsd_jax.models import BertForSequenceClassification
 
 Batch = Mapping[str, jax.Array]
-# objective(params, batch, dropout_key) -> (loss, metrics): metrics are scalars to log
-Objective = Callable[[Any, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+# objective(params, batch, dropout_key, *step_args) -> (loss, metrics): metrics are scalars to
+# log; step_args are constants of the step such as the teacher's parameters
+Objective = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
 
 def model_inputs(batch: Batch) -> dict[str, jax.Array]:
@@ -37,15 +37,16 @@ def supervised_objective(model: BertForSequenceClassification) -> Objective:
 
 
 def make_train_step(objective: Objective) -> Callable:
-    """``train_step(state, batch) -> (state, metrics)``: one AdamW step on ``objective``.
+    """``train_step(state, batch, *step_args) -> (state, metrics)``: one optimiser step.
 
-    Pure; jit it (the caller chooses shardings and buffer donation).
+    ``step_args`` (e.g. the teacher's parameters) are passed to the objective and get no
+    gradient. Pure; jit it (the caller chooses shardings and buffer donation).
     """
 
-    def train_step(state, batch):
+    def train_step(state, batch, *step_args):
         rng, key = jax.random.split(jax.random.wrap_key_data(state.rng))
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, batch, key)
+        (_, metrics), grads = grad_fn(state.params, batch, key, *step_args)
         metrics = dict(metrics)
         metrics["grad_norm"] = jnp.sqrt(
             sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))

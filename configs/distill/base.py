@@ -1,0 +1,27 @@
+"""Shared settings of the distillation configs (METHODS.md §0.2), with the hard-label /
+soft-label split of VKD: ``α·CE + (1 − α)·KD(T)``, α = 0.5, T = 5 (the FSD scripts' defaults).
+
+Each method file adds its terms; the student is the first half of the pre-trained checkpoint
+(``first:3`` of the 6-layer MiniLM; use ``--config.model.layers first:6`` for BERT-base).
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+from configs import finetune
+
+ALPHA = 0.5
+TEMPERATURE = 5.0
+
+
+def get_base(task: str | None, terms: dict) -> ConfigDict:
+    c = finetune.get_config(task)
+    c.stage = "distill"
+    c.teacher = config_dict.placeholder(str)  # workdir of stage finetune, or an HF directory
+    c.model.layers = "first:3"
+    c.train.learning_rate = 5e-5
+    c.objective = ConfigDict(terms)
+    return c
+
+
+def vkd_terms(alpha: float = ALPHA, temperature: float = TEMPERATURE) -> dict:
+    return {"ce": {"weight": alpha}, "kd": {"weight": 1.0 - alpha, "temperature": temperature}}

@@ -1,0 +1,258 @@
+"""A distillation objective: a weighted sum of named loss terms declared in the config.
+
+    objective = {"ce": {"weight": 0.5},
+                 "kd": {"weight": 0.5, "temperature": 5.0},
+                 "fsd_intra": {"weight": 30.0}}        # penultimate layers by default
+
+Hidden-state layers are indices into ``hidden_states`` (0 = embeddings, -1 = last layer,
+-2 = penultimate); attention layers index the N per-layer attention tensors (-1 = last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fsd_jax import losses
+from fsd_jax.models import BertConfig, BertForSequenceClassification, BertOutput
+
+Batch = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    teacher: BertOutput
+    student: BertOutput
+    batch: Batch
+
+    @property
+    def mask(self) -> jax.Array:
+        return self.batch["attention_mask"]
+
+    @property
+    def weights(self) -> jax.Array:
+        return self.batch["weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TermSpec:
+    fn: Callable[[Context, dict], jax.Array]
+    defaults: dict
+    needs_teacher: bool = True
+    needs_attentions: bool = False
+
+
+def _ce(ctx: Context, o: dict) -> jax.Array:
+    logits, labels = ctx.student.logits, ctx.batch["labels"]
+    if logits.shape[-1] == 1:
+        return losses.mse(logits, labels, ctx.weights)
+    return losses.cross_entropy(logits, labels, ctx.weights)
+
+
+def _kd(ctx: Context, o: dict) -> jax.Array:
+    return losses.kd(
+        ctx.student.logits,
+        ctx.teacher.logits,
+        o["temperature"],
+        ctx.weights,
+        faithful=o["faithful"],
+    )
+
+
+def _fsd(fn):
+    def term(ctx: Context, o: dict) -> jax.Array:
+        return fn(
+            ctx.teacher.hidden_states[o["teacher_layer"]],
+            ctx.student.hidden_states[o["student_layer"]],
+            ctx.mask,
+            ctx.weights,
+            faithful=o["faithful"],
+        )
+
+    return term
+
+
+def _pkd(ctx: Context, o: dict) -> jax.Array:
+    n_t = len(ctx.teacher.hidden_states) - 1
+    n_s = len(ctx.student.hidden_states) - 1
+    layers = losses.pkd_teacher_layers(n_t, n_s, o["mapping"])
+    return losses.pkd(
+        [ctx.teacher.hidden_states[g] for g in layers],
+        [ctx.student.hidden_states[j] for j in range(1, n_s)],
+        ctx.mask,
+        ctx.weights,
+        normalize=o["normalize"],
+        full_sequence=o["full_sequence"],
+    )
+
+
+def _rkd(fn):
+    def term(ctx: Context, o: dict) -> jax.Array:
+        mask = None if o["faithful"] else ctx.mask
+        return fn(
+            losses.flatten_tokens(ctx.teacher.hidden_states[o["teacher_layer"]], mask),
+            losses.flatten_tokens(ctx.student.hidden_states[o["student_layer"]], mask),
+            ctx.weights,
+        )
+
+    return term
+
+
+def _minilm(ctx: Context, o: dict) -> jax.Array:
+    t, s = ctx.teacher.attentions, ctx.student.attentions
+    i, j = o["teacher_layer"], o["student_layer"]
+    return losses.minilm(
+        t.scores[i],
+        s.scores[j],
+        t.values[i],
+        s.values[j],
+        ctx.mask,
+        ctx.weights,
+        faithful=o["faithful"],
+    )
+
+
+_PENULTIMATE = {"teacher_layer": -2, "student_layer": -2, "faithful": False}
+
+TERMS: dict[str, TermSpec] = {
+    "ce": TermSpec(_ce, {}, needs_teacher=False),
+    "kd": TermSpec(_kd, {"temperature": 1.0, "faithful": False}),
+    "fsd_intra": TermSpec(_fsd(losses.fsd_intra), dict(_PENULTIMATE)),
+    "fsd_local": TermSpec(_fsd(losses.fsd_local), dict(_PENULTIMATE)),
+    "pkd": TermSpec(_pkd, {"mapping": "skip", "normalize": True, "full_sequence": False}),
+    "rkd_distance": TermSpec(_rkd(losses.rkd_distance), dict(_PENULTIMATE)),
+    "rkd_angle": TermSpec(_rkd(losses.rkd_angle), dict(_PENULTIMATE)),
+    "minilm": TermSpec(
+        _minilm,
+        {"teacher_layer": -1, "student_layer": -1, "faithful": False},
+        needs_attentions=True,
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    name: str
+    weight: float
+    options: dict
+
+
+def parse_terms(config: Mapping[str, Any]) -> tuple[Term, ...]:
+    """Terms from ``{name: {"weight": w, option: value, ...}}``; unknown names or options raise."""
+    terms = []
+    for name, raw in dict(config).items():
+        if name not in TERMS:
+            raise ValueError(f"objective.{name}: unknown term; known terms: {', '.join(TERMS)}")
+        raw = dict(raw)
+        if "weight" not in raw:
+            raise ValueError(f"objective.{name}: missing 'weight'")
+        weight = float(raw.pop("weight"))
+        spec = TERMS[name]
+        unknown = sorted(set(raw) - set(spec.defaults))
+        if unknown:
+            raise ValueError(
+                f"objective.{name}: unknown options {unknown}; expected {sorted(spec.defaults)}"
+            )
+        terms.append(Term(name, weight, {**spec.defaults, **raw}))
+    if not terms:
+        raise ValueError("objective: no terms")
+    return tuple(terms)
+
+
+def _check_layers(terms: tuple[Term, ...], teacher: BertConfig, student: BertConfig) -> None:
+    for t in terms:
+        for side, cfg in (("teacher", teacher), ("student", student)):
+            key = f"{side}_layer"
+            if key not in t.options:
+                continue
+            count = (
+                cfg.num_hidden_layers
+                if TERMS[t.name].needs_attentions
+                else cfg.num_hidden_layers + 1
+            )
+            idx = t.options[key]
+            if not isinstance(idx, int) or not -count <= idx < count:
+                what = (
+                    "attention layers 0.."
+                    if TERMS[t.name].needs_attentions
+                    else "hidden states 0.."
+                )
+                raise ValueError(
+                    f"objective.{t.name}.{key}={idx!r}: the {side} has {what}{count - 1} "
+                    f"(negative indices count from the end)"
+                )
+    if any(t.name == "pkd" for t in terms):
+        opts = next(t for t in terms if t.name == "pkd").options
+        losses.pkd_teacher_layers(
+            teacher.num_hidden_layers, student.num_hidden_layers, opts["mapping"]
+        )
+        if teacher.hidden_size != student.hidden_size:
+            raise ValueError(
+                f"objective.pkd: teacher width {teacher.hidden_size} != student "
+                f"width {student.hidden_size} (PKD has no projection)"
+            )
+    if any(t.name == "minilm" for t in terms) and (
+        teacher.num_attention_heads != student.num_attention_heads
+    ):
+        raise ValueError(
+            f"objective.minilm: teacher has {teacher.num_attention_heads} heads, "
+            f"student {student.num_attention_heads}; MiniLM needs equal counts"
+        )
+
+
+def make_distill_objective(
+    student: BertForSequenceClassification,
+    teacher: BertForSequenceClassification,
+    terms: tuple[Term, ...],
+) -> Callable:
+    """``objective(params, batch, key, teacher_params) -> (loss, metrics)``.
+
+    The teacher runs in eval mode under ``stop_gradient``; the student with dropout. Metrics
+    hold the total and each term's unweighted value.
+    """
+    _check_layers(terms, teacher.config, student.config)
+    if student.config.num_labels != teacher.config.num_labels:
+        raise ValueError(
+            f"teacher has {teacher.config.num_labels} outputs, student {student.config.num_labels}"
+        )
+    attentions = any(TERMS[t.name].needs_attentions for t in terms)
+    from fsd_jax.train.step import model_inputs
+
+    def objective(params, batch, key, teacher_params):
+        inputs = model_inputs(batch)
+        t_out = jax.lax.stop_gradient(
+            teacher.apply({"params": teacher_params}, **inputs, output_attentions=attentions)
+        )
+        s_out = student.apply(
+            {"params": params},
+            **inputs,
+            deterministic=False,
+            rngs={"dropout": key},
+            output_attentions=attentions,
+        )
+        ctx = Context(t_out, s_out, batch)
+        metrics = {t.name: TERMS[t.name].fn(ctx, t.options).astype(jnp.float32) for t in terms}
+        loss = sum(t.weight * metrics[t.name] for t in terms)
+        return loss, {"loss": loss, **metrics}
+
+    return objective
+
+
+def weights_from_reference(
+    epsilon: float, sigma: float, gamma: float, beta: float
+) -> dict[str, float]:
+    """The FSD (ILG) script's (ε, σ, γ, β) as explicit weights (METHODS.md §2.6).
+
+    ``L = α·CE + (1−α)·KD + ε·[σ·L_G + (1−σ)·½·(γ·L_I + (1−γ)·L_L)]`` with γ_m passed as β:
+    γ_i = ε(1−σ)γ/2, γ_l = ε(1−σ)(1−γ)/2, γ_g = ε·σ, γ_m = β.
+    """
+    return {
+        "fsd_intra": epsilon * (1 - sigma) * gamma / 2,
+        "fsd_local": epsilon * (1 - sigma) * (1 - gamma) / 2,
+        "fsd_global": epsilon * sigma,
+        "gamma_m": beta,
+    }

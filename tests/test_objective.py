@@ -1,0 +1,150 @@
+"""Objectives from config, the distillation step and the distill stage for every method."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_finetune_config
+
+from fsd_jax import losses
+from fsd_jax.models import BertForSequenceClassification, init_params
+from fsd_jax.objective import make_distill_objective, parse_terms, weights_from_reference
+from fsd_jax.train.distill import run_distill
+
+METHODS = ["vkd", "pkd", "rkd", "minilm", "fsd_i", "fsd_l", "fsd_il"]
+
+
+def test_parse_terms_validates():
+    terms = parse_terms({"ce": {"weight": 0.5}, "kd": {"weight": 0.5, "temperature": 3.0}})
+    assert [t.name for t in terms] == ["ce", "kd"]
+    assert terms[1].options == {"temperature": 3.0, "faithful": False}
+    with pytest.raises(ValueError, match="objective.kdd: unknown term"):
+        parse_terms({"kdd": {"weight": 1.0}})
+    with pytest.raises(ValueError, match=r"objective.kd: unknown options \['temp'\]"):
+        parse_terms({"kd": {"weight": 1.0, "temp": 2.0}})
+    with pytest.raises(ValueError, match="objective.ce: missing 'weight'"):
+        parse_terms({"ce": {}})
+
+
+def test_reference_weight_converter():
+    w = weights_from_reference(epsilon=0.1, sigma=0.4, gamma=0.25, beta=0.5)
+    assert w == pytest.approx(
+        {
+            "fsd_intra": 0.1 * 0.6 * 0.25 / 2,
+            "fsd_local": 0.1 * 0.6 * 0.75 / 2,
+            "fsd_global": 0.04,
+            "gamma_m": 0.5,
+        }
+    )
+
+
+def _models(tiny_config):
+    teacher = BertForSequenceClassification(tiny_config)
+    student = BertForSequenceClassification(tiny_config.replace(num_hidden_layers=2))
+    return teacher, init_params(teacher, 1), student, init_params(student, 2)
+
+
+def _batch(b=4, n=9):
+    rng = np.random.default_rng(0)
+    mask = (np.arange(n)[None] < np.array([[9], [6], [3], [9]])).astype(np.int32)
+    return {
+        "input_ids": (rng.integers(1, 120, (b, n)) * mask).astype(np.int32),
+        "attention_mask": mask,
+        "token_type_ids": np.zeros((b, n), np.int32),
+        "labels": np.array([0, 1, 1, 0], np.int32),
+        "weights": np.array([1, 1, 1, 0], np.float32),
+    }
+
+
+def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config):
+    teacher, tp, student, sp = _models(tiny_config)
+    terms = parse_terms(
+        {
+            "ce": {"weight": 0.3},
+            "kd": {"weight": 0.7, "temperature": 2.0},
+            "fsd_intra": {"weight": 5.0},
+            "fsd_local": {"weight": 2.0},
+            "minilm": {"weight": 1.5},
+            "rkd_angle": {"weight": 0.5},
+        }
+    )
+    objective = make_distill_objective(student, teacher, terms)
+    batch = _batch()
+    loss, m = objective(sp, batch, jax.random.key(0), tp)
+    assert float(loss) == pytest.approx(
+        0.3 * m["ce"]
+        + 0.7 * m["kd"]
+        + 5 * m["fsd_intra"]
+        + 2 * m["fsd_local"]
+        + 1.5 * m["minilm"]
+        + 0.5 * m["rkd_angle"],
+        rel=1e-6,
+    )
+    # the terms read the penultimate hidden states (default) of both models
+    t_out = teacher.apply({"params": tp}, batch["input_ids"], batch["attention_mask"])
+    s_out = student.apply(
+        {"params": sp},
+        batch["input_ids"],
+        batch["attention_mask"],
+        deterministic=False,
+        rngs={"dropout": jax.random.key(0)},
+    )
+    expected = losses.fsd_intra(
+        t_out.hidden_states[-2], s_out.hidden_states[-2], batch["attention_mask"], batch["weights"]
+    )
+    assert float(m["fsd_intra"]) == pytest.approx(float(expected), rel=1e-5)
+    g_teacher = jax.grad(lambda p: objective(sp, batch, jax.random.key(0), p)[0])(tp)
+    assert all(not np.asarray(x).any() for x in jax.tree.leaves(g_teacher))
+    g_student = jax.grad(lambda p: objective(p, batch, jax.random.key(0), tp)[0])(sp)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g_student))
+    assert any(np.asarray(x).any() for x in jax.tree.leaves(g_student))
+
+
+@pytest.mark.parametrize(
+    ("terms", "message"),
+    [
+        (
+            {"fsd_intra": {"weight": 1.0, "teacher_layer": 9}},
+            r"objective.fsd_intra.teacher_layer=9: the teacher has hidden states 0..4",
+        ),
+        (
+            {"minilm": {"weight": 1.0, "student_layer": 2}},
+            r"objective.minilm.student_layer=2: the student has attention layers 0..1",
+        ),
+        ({"pkd": {"weight": 1.0, "mapping": "diagonal"}}, "PKD mapping 'diagonal'"),
+    ],
+)
+def test_layer_errors_name_the_option(tiny_config, terms, message):
+    teacher, _, student, _ = _models(tiny_config)
+    with pytest.raises(ValueError, match=message):
+        make_distill_objective(student, teacher, parse_terms(terms))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_config_distils(method, tiny_teacher, tmp_path):
+    cfg = importlib.import_module(f"configs.distill.{method}").get_config("quickstart")
+    base = tiny_finetune_config(tiny_teacher, tmp_path / "cache", max_steps=3)
+    cfg.data, cfg.train, cfg.progress = base.data, base.train, False
+    cfg.teacher = str(tiny_teacher)
+    cfg.model.name_or_path = str(tiny_teacher)
+    cfg.model.layers = "every:2"
+    res = run_distill(cfg, tmp_path / method)
+    assert res["steps"] == 3 and res["num_layers"] == 2
+    terms = set(cfg.objective.keys())
+    assert terms <= set(res["train_metrics"]) and "loss" in res["train_metrics"]
+    assert all(np.isfinite(v) for v in res["train_metrics"].values())
+    saved = json.loads((tmp_path / method / "results.json").read_text())
+    assert set(saved["objective"]) == terms
+    assert (tmp_path / method / "export" / "model.safetensors").is_file()
+
+
+def test_distill_rejects_a_teacher_for_another_task(tiny_teacher, tmp_path):
+    cfg = importlib.import_module("configs.distill.vkd").get_config("stsb")
+    cfg.teacher = str(tiny_teacher)
+    cfg.model.name_or_path = str(tiny_teacher)
+    with pytest.raises(ValueError, match="task stsb needs 1"):
+        run_distill(cfg, tmp_path / "x")
