@@ -2,12 +2,15 @@
 
     python train.py --config configs/quickstart.py --workdir runs/quickstart
 
-Runs on 2 CPU cores in a few minutes. See ``fsd_jax/data/synthetic.py`` for what the task is.
+Fine-tunes the 6-layer teacher, then trains 3-layer students without distillation, with VKD and
+with FSD-IL, and prints their dev accuracy side by side. Runs on 2 CPU cores in about 4 minutes.
+See ``fsd_jax/data/synthetic.py`` for what the task is.
 """
 
 from ml_collections import ConfigDict
 
 from configs import finetune
+from configs.distill import fsd_il, vkd
 
 
 def get_config(arg: str | None = None) -> ConfigDict:
@@ -18,4 +21,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.num_epochs = 2.0
     c.train.learning_rate = 1e-4
     c.train.checkpoint_every = 100
+    c.distill = ConfigDict(
+        {
+            "vkd": vkd.get_config("quickstart").objective,
+            "fsd_il": fsd_il.get_config("quickstart").objective,
+        }
+    )
     return c

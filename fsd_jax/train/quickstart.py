@@ -1,7 +1,8 @@
 """Stage ``quickstart``: the offline demo on the built-in synthetic task.
 
-Fine-tunes the 6-layer MiniLM teacher and a 3-layer student (its first three layers) without
-distillation, evaluates both and prints a table.
+Fine-tunes the 6-layer MiniLM teacher, then trains 3-layer students (its first three layers)
+without distillation and with each objective of ``config.distill`` (VKD and FSD-IL), evaluates
+every model and prints a table.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fsd_jax.train.finetune import run_finetune
+from fsd_jax.train import stages
 
 
-def _sub_config(config: Any, **changes: Any) -> Any:
+def _sub_config(config: Any, stage: str = "finetune", **changes: Any) -> Any:
     sub = config.copy_and_resolve_references()
     sub.unlock()
-    sub.stage = "finetune"
+    sub.stage = stage
+    for key in ("distill", "student_layers"):
+        del sub[key]
     for dotted, value in changes.items():
         node = sub
         *parents, leaf = dotted.split(".")
@@ -40,18 +43,24 @@ def format_table(rows: list[dict]) -> str:
 
 def run_quickstart(config: Any, workdir: str | Path) -> dict:
     workdir = Path(workdir)
+    student = {"model.layers": config.student_layers}
     runs = [
         ("teacher (fine-tuned)", "teacher", _sub_config(config)),
-        (
-            "student, no distillation",
-            "student_nokd",
-            _sub_config(config, **{"model.layers": config.student_layers}),
-        ),
+        ("student, no distillation", "student_nokd", _sub_config(config, **student)),
     ]
+    for method, terms in config.distill.items():
+        sub = _sub_config(
+            config,
+            "distill",
+            **student,
+            teacher=str(workdir / "teacher"),
+            objective=terms.to_dict(),
+        )
+        runs.append((f"student, {method.upper().replace('_', '-')}", f"student_{method}", sub))
     rows = []
     for name, sub_dir, sub in runs:
         print(f"\n== {name}: {workdir / sub_dir}", flush=True)
-        res = run_finetune(sub, workdir / sub_dir)
+        res = stages.run(sub, workdir / sub_dir)
         dev = next(iter(res["dev"].values()))
         rows.append(
             {
