@@ -22,6 +22,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.data = ConfigDict()
     c.data.data_dir = config_dict.placeholder(str)  # None: the hub (nyu-mll/glue)
     c.data.max_seq_length = 128
+    # Exact length bucketing: each batch is padded to the smallest of these lengths that fits
+    # its longest example (one compiled step per length), e.g. "32,64,96,128". "" = off.
+    c.data.buckets = ""
     c.data.on_bad_row = "error"  # or "skip"
     c.data.cache_dir = config_dict.placeholder(str)
 

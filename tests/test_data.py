@@ -229,3 +229,21 @@ def test_batches_keep_every_example_once_and_resume(tokenizer, tmp_path):
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
     other_epoch = next(iterate_batches(enc, 64, 32, shuffle=True, seed=3, epoch=2))
     assert not np.array_equal(other_epoch["index"], batches[0]["index"])
+
+
+def test_bucket_padding_picks_the_smallest_fitting_length(tokenizer, tmp_path):
+    from fsd_jax.data import bucket_padding
+
+    pad = bucket_padding("16,8", 32)
+    assert [pad(n) for n in (1, 8, 9, 16, 17, 32)] == [8, 8, 16, 16, 32, 32]
+    assert bucket_padding("", 32) is None
+    with pytest.raises(ValueError, match="data.buckets='8,x'"):
+        bucket_padding("8,x", 32)
+    enc = encode(load_examples("quickstart", "dev"), tokenizer, max_length=32, cache_dir=tmp_path)
+    full = list(iterate_batches(enc, 64, 32))
+    bucketed = list(iterate_batches(enc, 64, 32, pad_to=bucket_padding("8,16,24", 32)))
+    for a, b in zip(full, bucketed, strict=True):
+        n = b["input_ids"].shape[1]
+        assert n in (8, 16, 24, 32) and a["attention_mask"][:, n:].sum() == 0
+        assert b["attention_mask"].sum(1).max() > (n - 8 if n > 8 else 0)
+        np.testing.assert_array_equal(a["input_ids"][:, :n], b["input_ids"])

@@ -199,3 +199,14 @@ def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, 
     assert {"fsd_intra", "fsd_local", "kd", "ce"} <= set(fsd["train_metrics"])
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["table"] == out["table"]
     assert (tmp_path / "qs" / "student_nokd" / "export" / "model.safetensors").is_file()
+
+
+def test_bucketed_training_matches_full_padding(tiny_checkpoint, tmp_path):
+    cfg = tiny_finetune_config(tiny_checkpoint, tmp_path / "cache", max_steps=4)
+    cfg.model.name_or_path = str(tiny_checkpoint)
+    full = run_finetune(cfg, tmp_path / "full")
+    cfg.data.buckets = "8,16"
+    bucketed = run_finetune(cfg, tmp_path / "bucketed")
+    a, b = _params(tmp_path / "full"), _params(tmp_path / "bucketed")
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=2e-5), a, b)
+    assert bucketed["dev"]["dev"]["accuracy"] == full["dev"]["dev"]["accuracy"]

@@ -3,6 +3,7 @@
 from fsd_jax.data import synthetic  # noqa: F401  (registers the "quickstart" task)
 from fsd_jax.data.batching import (
     Encoded,
+    bucket_padding,
     encode,
     epoch_order,
     iterate_batches,
@@ -19,6 +20,7 @@ __all__ = [
     "Examples",
     "Task",
     "TsvLayout",
+    "bucket_padding",
     "encode",
     "epoch_order",
     "examples_from_dataset",

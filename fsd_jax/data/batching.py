@@ -155,6 +155,31 @@ def make_batch(
     }
 
 
+def bucket_padding(
+    buckets: str | tuple[int, ...] | None, seq_len: int
+) -> Callable[[int], int] | None:
+    """``pad_to`` for :func:`iterate_batches`: the smallest bucket length that fits the batch.
+
+    ``buckets`` is e.g. ``"32,64,128"``; ``seq_len`` is always a bucket, so no example is cut
+    shorter than without bucketing. None or empty: pad every batch to ``seq_len``.
+    """
+    if not buckets:
+        return None
+    if isinstance(buckets, str):
+        try:
+            values = [int(x) for x in buckets.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(
+                f"data.buckets={buckets!r}: expected lengths like '32,64,128'"
+            ) from None
+    else:
+        values = list(buckets)
+    if any(v < 1 for v in values):
+        raise ValueError(f"data.buckets={buckets!r}: lengths must be positive")
+    sizes = sorted({v for v in values if v < seq_len} | {seq_len})
+    return lambda longest: next(b for b in sizes if b >= longest)
+
+
 def iterate_batches(
     data: Encoded,
     batch_size: int,

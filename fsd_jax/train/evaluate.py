@@ -22,11 +22,12 @@ def predict_logits(
     batch_size: int,
     seq_len: int,
     predict: Any = None,
+    pad_to: Any = None,
 ) -> np.ndarray:
-    """Logits (N, V) of every example of ``data``, in data order."""
+    """Logits (N, V) of every example of ``data``, in data order (``pad_to``: bucketing)."""
     predict = predict or make_predict_fn(model)
     out = np.zeros((len(data), model.config.num_labels), np.float32)
-    for batch in iterate_batches(data, batch_size, seq_len):
+    for batch in iterate_batches(data, batch_size, seq_len, pad_to=pad_to):
         logits = np.asarray(predict(params, batch))
         valid = batch["weights"] > 0
         out[batch["index"][valid]] = logits[valid]
@@ -40,12 +41,13 @@ def evaluate(
     splits: Mapping[str, Encoded],
     batch_size: int,
     seq_len: int,
+    pad_to: Any = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """GLUE metrics and logits for each split."""
     predict = make_predict_fn(model)
     metrics, logits = {}, {}
     for name, data in splits.items():
-        logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict)
+        logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict, pad_to)
         metrics[name] = glue_metrics(task, data.labels, predictions_from_logits(task, logits[name]))
     return metrics, logits
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from fsd_jax.data import Task, encode, iterate_batches, load_examples, num_batches
+from fsd_jax.data import Task, bucket_padding, encode, iterate_batches, load_examples, num_batches
 from fsd_jax.models import BertForSequenceClassification, save_pretrained
 from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.evaluate import evaluate
@@ -131,6 +131,7 @@ def train_and_evaluate(
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
     writer = MetricWriter(workdir, tensorboard=config.tensorboard)
     fp = fingerprint(config)
+    pad_to = bucket_padding(config.data.get("buckets"), seq_len)
     try:
         state = restore(checkpointer, state, fp)
         step = jax.jit(make_train_step(objective), donate_argnums=0)
@@ -141,6 +142,7 @@ def train_and_evaluate(
                 t.batch_size,
                 seq_len,
                 shuffle=True,
+                pad_to=pad_to,
                 seed=config.seed,
                 epoch=epoch,
                 start_batch=start,
@@ -162,7 +164,7 @@ def train_and_evaluate(
             desc=f"{config.stage} {task.name}",
             step_args=step_args,
         )
-        metrics, _ = evaluate(model, state.params, task, dev, t.eval_batch_size, seq_len)
+        metrics, _ = evaluate(model, state.params, task, dev, t.eval_batch_size, seq_len, pad_to)
         for split, m in metrics.items():
             writer.write(total, m, prefix=f"{split}/")
     finally:
