@@ -184,6 +184,7 @@ def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, 
     base = tiny_finetune_config(tiny_checkpoint, tmp_path / "cache", max_steps=4)
     cfg.model, cfg.data, cfg.train, cfg.progress = base.model, base.data, base.train, False
     cfg.student_layers = "first:1"
+    cfg.teacher_train.num_epochs = 1.0
     out = run(cfg, tmp_path / "qs")
     assert [r["layers"] for r in out["rows"]] == [2, 1, 1, 1]
     printed = capsys.readouterr().out

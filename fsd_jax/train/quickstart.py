@@ -18,7 +18,7 @@ def _sub_config(config: Any, stage: str = "finetune", **changes: Any) -> Any:
     sub = config.copy_and_resolve_references()
     sub.unlock()
     sub.stage = stage
-    for key in ("distill", "student_layers"):
+    for key in ("distill", "distill_methods", "student_layers", "teacher_train"):
         del sub[key]
     for dotted, value in changes.items():
         node = sub
@@ -45,16 +45,22 @@ def run_quickstart(config: Any, workdir: str | Path) -> dict:
     workdir = Path(workdir)
     student = {"model.layers": config.student_layers}
     runs = [
-        ("teacher (fine-tuned)", "teacher", _sub_config(config)),
+        (
+            "teacher (fine-tuned)",
+            "teacher",
+            _sub_config(config, **{f"train.{k}": v for k, v in config.teacher_train.items()}),
+        ),
         ("student, no distillation", "student_nokd", _sub_config(config, **student)),
     ]
-    for method, terms in config.distill.items():
+    for method in [m.strip() for m in config.distill_methods.split(",") if m.strip()]:
+        if method not in config.distill:
+            raise ValueError(f"distill_methods: {method!r} has no objective in config.distill")
         sub = _sub_config(
             config,
             "distill",
             **student,
             teacher=str(workdir / "teacher"),
-            objective=terms.to_dict(),
+            objective=config.distill[method].to_dict(),
         )
         runs.append((f"student, {method.upper().replace('_', '-')}", f"student_{method}", sub))
     rows = []
