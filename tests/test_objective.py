@@ -75,15 +75,15 @@ def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config)
     objective = make_distill_objective(student, teacher, terms)
     batch = _batch()
     loss, m = objective(sp, batch, jax.random.key(0), tp)
-    assert float(loss) == pytest.approx(
+    expected = (
         0.3 * m["ce"]
         + 0.7 * m["kd"]
         + 5 * m["fsd_intra"]
         + 2 * m["fsd_local"]
         + 1.5 * m["minilm"]
-        + 0.5 * m["rkd_angle"],
-        rel=1e-6,
+        + 0.5 * m["rkd_angle"]
     )
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
     # the terms read the penultimate hidden states (default) of both models
     t_out = teacher.apply({"params": tp}, batch["input_ids"], batch["attention_mask"])
     s_out = student.apply(
