@@ -242,3 +242,72 @@ def test_minilm_matches_numpy_on_real_tokens():
     np.testing.assert_allclose(got, np_minilm(st, ss, vt, vs, mask), rtol=1e-5)
     with pytest.raises(ValueError, match="equal head counts"):
         losses.minilm(st, ss[:, :2], vt, vs[:, :2], mask)
+
+
+# ---------------------------------------------------------------- FSD global (memory)
+def np_global(t, s, mt, ms, mask, gamma_m, eps=1e-8):
+    """Eq. 8–10 in float64, each example compared with its valid positions only."""
+    b, k = t.shape[0], mt.shape[0]
+    e_t, e_s, c_t, c_s = (np.zeros((b, k)) for _ in range(4))
+    for i in range(b):
+        n = int(mask[i].sum())
+        ft, fs = t[i, :n].ravel(), s[i, :n].ravel()
+        for j in range(k):
+            mtj, msj = mt[j, :n].ravel(), ms[j, :n].ravel()
+            e_t[i, j] = np.sqrt(((ft - mtj) ** 2).sum() + eps)
+            e_s[i, j] = np.sqrt(((fs - msj) ** 2).sum() + eps)
+            c_t[i, j] = ft @ mtj / (np.linalg.norm(ft) * np.linalg.norm(mtj))
+            c_s[i, j] = fs @ msj / (np.linalg.norm(fs) * np.linalg.norm(msj))
+    dist = ((e_s - e_t) ** 2).mean()
+    cos = ((c_s - c_t) ** 2).mean()
+    mem = -np.log(abs(np_cka(mt.reshape(k, -1), ms.reshape(k, -1))) + 1e-8)
+    return {
+        "total": gamma_m * dist + (1 - gamma_m) * cos + mem,
+        "distance": dist,
+        "cosine": cos,
+        "memory_cka": mem,
+    }
+
+
+def test_fsd_global_matches_numpy_and_ignores_padding():
+    t, s, mask, _ = _hidden(n=10)
+    rng = np.random.default_rng(7)
+    mt, ms = rng.normal(size=(5, 12, 6)), rng.normal(size=(5, 12, 5))
+    got = losses.fsd_global_terms(t, s, mt, ms, mask, gamma_m=0.3)
+    ref = np_global(t, s, mt, ms, mask, 0.3)
+    for key in ref:
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, err_msg=key)
+    padded = losses.fsd_global(
+        _pad(t, 2),
+        _pad(s, 2),
+        mt,
+        ms,
+        np.concatenate([mask, np.zeros((4, 2), np.int32)], 1),
+        gamma_m=0.3,
+    )
+    np.testing.assert_allclose(padded, got["total"], rtol=1e-5)
+    w = np.array([1, 1, 1, 0], np.float32)
+    np.testing.assert_allclose(
+        losses.fsd_global(t, s, mt, ms, mask, w, gamma_m=0.3),
+        losses.fsd_global(t[:3], s[:3], mt, ms, mask[:3], gamma_m=0.3),
+        rtol=1e-5,
+    )
+
+
+def test_fsd_global_gradients_finite_when_feature_equals_centroid():
+    t, s, mask, _ = _hidden(n=10)
+    mask = np.ones_like(mask)
+    rng = np.random.default_rng(8)
+    mt = rng.normal(size=(3, 10, 6))
+    ms = rng.normal(size=(3, 10, 5))
+    ms[0] = s[0]  # a student feature sits exactly on a centroid
+    mt[1] = t[1]
+    grads = jax.grad(
+        lambda a, b: losses.fsd_global(jnp.asarray(t), a, jnp.asarray(mt), b, mask), argnums=(0, 1)
+    )(jnp.asarray(s), jnp.asarray(ms))
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+    assert all(np.asarray(g).any() for g in grads)
+    g_teacher = jax.grad(
+        lambda m: losses.fsd_global(jnp.asarray(t), jnp.asarray(s), m, jnp.asarray(ms), mask)
+    )(jnp.asarray(mt))
+    assert not np.asarray(g_teacher).any()

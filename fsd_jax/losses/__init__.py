@@ -5,7 +5,13 @@ last batch) do not count.
 """
 
 from fsd_jax.losses.attention import minilm, value_relation_logits
-from fsd_jax.losses.fsd import flatten_tokens, fsd_intra, fsd_local
+from fsd_jax.losses.fsd import (
+    flatten_tokens,
+    fsd_global,
+    fsd_global_terms,
+    fsd_intra,
+    fsd_local,
+)
 from fsd_jax.losses.logits import cross_entropy, kd, mse, weighted_mean
 from fsd_jax.losses.patient import pkd, pkd_teacher_layers
 from fsd_jax.losses.relational import (
@@ -20,6 +26,8 @@ __all__ = [
     "angle_potential",
     "cross_entropy",
     "flatten_tokens",
+    "fsd_global",
+    "fsd_global_terms",
     "fsd_intra",
     "fsd_local",
     "kd",

@@ -88,3 +88,83 @@ def fsd_local(
         flatten_tokens(student_hidden, token_mask),
         mask=rows,
     )
+
+
+def _memory_relations(
+    hidden: jax.Array, memory: jax.Array, mask: jax.Array | None, eps: float
+) -> tuple[jax.Array, jax.Array]:
+    """Distances (B, K) and cosines (B, K) between examples and centroids.
+
+    ``hidden`` (B, L, d) and ``memory`` (K, L_m, d) with L <= L_m. With a mask, an example is
+    compared with the positions of each centroid where the example has real tokens, so the
+    result does not depend on how far the batch is padded.
+    """
+    b, n, _ = hidden.shape
+    if memory.shape[1] < n:
+        raise ValueError(f"memory covers {memory.shape[1]} positions, the batch has {n}")
+    m = memory[:, :n].astype(jnp.float32)
+    f = hidden.astype(jnp.float32)
+    if mask is not None:
+        f = f * mask[..., None].astype(jnp.float32)
+        m_sq = mask.astype(jnp.float32) @ (m * m).sum(-1).T  # (B, K)
+    else:
+        m_sq = jnp.broadcast_to((m * m).sum((1, 2))[None, :], (b, m.shape[0]))
+    f_sq = (f * f).sum((1, 2))[:, None]
+    dot = f.reshape(b, -1) @ m.reshape(m.shape[0], -1).T
+    # sqrt(max(d², 0) + eps) on both sides: a finite gradient when a feature equals a centroid
+    dist = jnp.sqrt(jnp.maximum(f_sq + m_sq - 2.0 * dot, 0.0) + eps)
+    cos = dot * jax.lax.rsqrt(f_sq * m_sq + 1e-20)
+    return dist, cos
+
+
+def fsd_global_terms(
+    teacher_hidden: jax.Array,
+    student_hidden: jax.Array,
+    teacher_memory: jax.Array,
+    student_memory: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    gamma_m: float = 0.5,
+    faithful: bool = False,
+    eps: float = 1e-8,
+) -> dict[str, jax.Array]:
+    """FSD-G: sample × centroid structure against a k-means memory (paper Eq. 8–10, §2.5).
+
+    ``E[b, k] = ||f_b − m_k||``, ``C[b, k] = cos(f_b, m_k)`` for teacher (f_t, M_t) and student
+    (f_s, M_s) flattened penultimate features; ``L_D^E = mean (E_s − E_t)²``,
+    ``L_D^C = mean (C_s − C_t)²``, ``L_M = −log(|CKA(M_t, M_s)| + 1e-8)`` over the K×K Grams and
+    ``L_G = γ_m·L_D^E + (1 − γ_m)·L_D^C + L_M``. The teacher memory is a constant.
+
+    Args:
+      teacher_hidden: (B, L, d_t).
+      student_hidden: (B, L, d_s).
+      teacher_memory: (K, L_m, d_t) centroids, L_m >= L.
+      student_memory: (K, L_m, d_s) trainable student memory.
+      mask: (B, L) token mask; ``faithful=True`` ignores it (full vectors, as the reference).
+      weights: optional (B,) example weights.
+      gamma_m: weight of the distance term against the cosine term.
+      faithful: compare full (padded) vectors.
+      eps: inside the square root of both distances.
+
+    Returns:
+      ``{"total", "distance", "cosine", "memory_cka"}`` scalars.
+    """
+    token_mask = None if faithful else mask
+    e_t, c_t = _memory_relations(
+        teacher_hidden, jax.lax.stop_gradient(teacher_memory), token_mask, eps
+    )
+    e_s, c_s = _memory_relations(student_hidden, student_memory, token_mask, eps)
+    dist = weighted_mean(((e_s - jax.lax.stop_gradient(e_t)) ** 2).mean(1), weights)
+    cos = weighted_mean(((c_s - jax.lax.stop_gradient(c_t)) ** 2).mean(1), weights)
+    k = teacher_memory.shape[0]
+    mem = cka_loss(
+        jax.lax.stop_gradient(teacher_memory).reshape(k, -1), student_memory.reshape(k, -1)
+    )
+    total = gamma_m * dist + (1.0 - gamma_m) * cos + mem
+    return {"total": total, "distance": dist, "cosine": cos, "memory_cka": mem}
+
+
+def fsd_global(*args, **kwargs) -> jax.Array:
+    """L_G as a scalar; see :func:`fsd_global_terms` for the arguments."""
+    return fsd_global_terms(*args, **kwargs)["total"]
