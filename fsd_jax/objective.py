@@ -28,6 +28,8 @@ class Context:
     teacher: BertOutput
     student: BertOutput
     batch: Batch
+    teacher_memory: jax.Array | None = None  # (K, L, d_t), a constant
+    student_memory: jax.Array | None = None  # (K, L, d_s), trained
 
     @property
     def mask(self) -> jax.Array:
@@ -40,10 +42,13 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class TermSpec:
-    fn: Callable[[Context, dict], jax.Array]
+    """A loss term: ``fn(ctx, options)`` returns a scalar, or a dict with "total" and parts."""
+
+    fn: Callable[[Context, dict], jax.Array | dict]
     defaults: dict
     needs_teacher: bool = True
     needs_attentions: bool = False
+    needs_memory: bool = False
 
 
 def _ce(ctx: Context, o: dict) -> jax.Array:
@@ -116,6 +121,19 @@ def _minilm(ctx: Context, o: dict) -> jax.Array:
     )
 
 
+def _fsd_global(ctx: Context, o: dict) -> dict:
+    return losses.fsd_global_terms(
+        ctx.teacher.hidden_states[o["teacher_layer"]],
+        ctx.student.hidden_states[o["student_layer"]],
+        ctx.teacher_memory,
+        ctx.student_memory,
+        ctx.mask,
+        ctx.weights,
+        gamma_m=o["gamma_m"],
+        faithful=o["faithful"],
+    )
+
+
 _PENULTIMATE = {"teacher_layer": -2, "student_layer": -2, "faithful": False}
 
 TERMS: dict[str, TermSpec] = {
@@ -131,6 +149,7 @@ TERMS: dict[str, TermSpec] = {
         {"teacher_layer": -1, "student_layer": -1, "faithful": False},
         needs_attentions=True,
     ),
+    "fsd_g": TermSpec(_fsd_global, {**_PENULTIMATE, "gamma_m": 0.5}, needs_memory=True),
 }
 
 
@@ -139,6 +158,11 @@ class Term:
     name: str
     weight: float
     options: dict
+
+
+def needs_memory(terms: tuple[Term, ...]) -> bool:
+    """Whether a term reads the teacher/student memories (FSD-G)."""
+    return any(TERMS[t.name].needs_memory for t in terms)
 
 
 def parse_terms(config: Mapping[str, Any]) -> tuple[Term, ...]:
@@ -209,10 +233,12 @@ def make_distill_objective(
     teacher: BertForSequenceClassification,
     terms: tuple[Term, ...],
 ) -> Callable:
-    """``objective(params, batch, key, teacher_params) -> (loss, metrics)``.
+    """``objective(params, batch, key, teacher_params, teacher_memory=None) -> (loss, metrics)``.
 
-    The teacher runs in eval mode under ``stop_gradient``; the student with dropout. Metrics
-    hold the total and each term's unweighted value.
+    ``params`` is ``{"student": ...}``, plus ``"memory"`` (the student memory) when a term uses
+    one. The teacher runs in eval mode under ``stop_gradient``; the student with dropout.
+    Metrics hold the total, each term's unweighted value and the parts of composite terms
+    (``fsd_g/distance``, ...).
     """
     _check_layers(terms, teacher.config, student.config)
     if student.config.num_labels != teacher.config.num_labels:
@@ -222,21 +248,27 @@ def make_distill_objective(
     attentions = any(TERMS[t.name].needs_attentions for t in terms)
     from fsd_jax.train.step import model_inputs
 
-    def objective(params, batch, key, teacher_params):
+    def objective(params, batch, key, teacher_params, teacher_memory=None):
         inputs = model_inputs(batch)
         t_out = jax.lax.stop_gradient(
             teacher.apply({"params": teacher_params}, **inputs, output_attentions=attentions)
         )
         s_out = student.apply(
-            {"params": params},
+            {"params": params["student"]},
             **inputs,
             deterministic=False,
             rngs={"dropout": key},
             output_attentions=attentions,
         )
-        ctx = Context(t_out, s_out, batch)
-        metrics = {t.name: TERMS[t.name].fn(ctx, t.options).astype(jnp.float32) for t in terms}
-        loss = sum(t.weight * metrics[t.name] for t in terms)
+        ctx = Context(t_out, s_out, batch, teacher_memory, params.get("memory"))
+        metrics, loss = {}, jnp.zeros((), jnp.float32)
+        for t in terms:
+            value = TERMS[t.name].fn(ctx, t.options)
+            if isinstance(value, dict):
+                metrics.update({f"{t.name}/{k}": v for k, v in value.items() if k != "total"})
+                value = value["total"]
+            metrics[t.name] = value.astype(jnp.float32)
+            loss = loss + t.weight * metrics[t.name]
         return loss, {"loss": loss, **metrics}
 
     return objective

@@ -74,7 +74,7 @@ def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config)
     )
     objective = make_distill_objective(student, teacher, terms)
     batch = _batch()
-    loss, m = objective(sp, batch, jax.random.key(0), tp)
+    loss, m = objective({"student": sp}, batch, jax.random.key(0), tp)
     expected = (
         0.3 * m["ce"]
         + 0.7 * m["kd"]
@@ -97,9 +97,9 @@ def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config)
         t_out.hidden_states[-2], s_out.hidden_states[-2], batch["attention_mask"], batch["weights"]
     )
     assert float(m["fsd_intra"]) == pytest.approx(float(expected), rel=1e-5)
-    g_teacher = jax.grad(lambda p: objective(sp, batch, jax.random.key(0), p)[0])(tp)
+    g_teacher = jax.grad(lambda p: objective({"student": sp}, batch, jax.random.key(0), p)[0])(tp)
     assert all(not np.asarray(x).any() for x in jax.tree.leaves(g_teacher))
-    g_student = jax.grad(lambda p: objective(p, batch, jax.random.key(0), tp)[0])(sp)
+    g_student = jax.grad(lambda p: objective({"student": p}, batch, jax.random.key(0), tp)[0])(sp)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g_student))
     assert any(np.asarray(x).any() for x in jax.tree.leaves(g_student))
 

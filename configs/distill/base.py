@@ -17,6 +17,7 @@ def get_base(task: str | None, terms: dict) -> ConfigDict:
     c = finetune.get_config(task)
     c.stage = "distill"
     c.teacher = config_dict.placeholder(str)  # workdir of stage finetune, or an HF directory
+    c.teacher_memory = config_dict.placeholder(str)  # workdir of stage memory (FSD-G terms)
     c.model.layers = "first:3"
     c.train.learning_rate = 5e-5
     c.objective = ConfigDict(terms)

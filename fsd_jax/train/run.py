@@ -102,11 +102,14 @@ def train_and_evaluate(
     step_args: tuple = (),
     on_step: Callable[[int], None] | None = None,
     extra_results: dict | None = None,
+    model_params: Callable[[Any], Any] = lambda p: p,
 ) -> dict:
     """Train ``params`` on ``objective`` (resuming from ``workdir``), evaluate, export.
 
     Writes checkpoints, ``metrics.jsonl``, TensorBoard events, ``train_config.json``,
     ``results.json`` and a Hugging Face export (``<workdir>/export``); returns the results.
+    ``model_params`` picks the model's parameters out of the trained tree (which may hold
+    training-only tables such as a student memory; those are checkpointed, not exported).
     """
     workdir = Path(workdir)
     t = config.train
@@ -164,7 +167,9 @@ def train_and_evaluate(
             desc=f"{config.stage} {task.name}",
             step_args=step_args,
         )
-        metrics, _ = evaluate(model, state.params, task, dev, t.eval_batch_size, seq_len, pad_to)
+        metrics, _ = evaluate(
+            model, model_params(state.params), task, dev, t.eval_batch_size, seq_len, pad_to
+        )
         for split, m in metrics.items():
             writer.write(total, m, prefix=f"{split}/")
     finally:
@@ -172,7 +177,9 @@ def train_and_evaluate(
         checkpointer.close()
     export = None
     if config.export:
-        export = str(save_pretrained(workdir / "export", model, state.params, tokenizer))
+        export = str(
+            save_pretrained(workdir / "export", model, model_params(state.params), tokenizer)
+        )
     results = {
         "task": task.name,
         "stage": config.stage,

@@ -16,8 +16,14 @@ def run(config: Any, workdir: str | Path) -> dict:
         from fsd_jax.train.distill import run_distill
 
         return run_distill(config, workdir)
+    if stage == "memory":
+        from fsd_jax.train.teacher_memory import run_memory
+
+        return run_memory(config, workdir)
     if stage == "quickstart":
         from fsd_jax.train.quickstart import run_quickstart
 
         return run_quickstart(config, workdir)
-    raise ValueError(f"config.stage={stage!r}: expected 'finetune', 'distill' or 'quickstart'")
+    raise ValueError(
+        f"config.stage={stage!r}: expected 'finetune', 'distill', 'memory' or 'quickstart'"
+    )

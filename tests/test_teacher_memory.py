@@ -1,0 +1,97 @@
+"""Stage memory (streamed k-means over teacher features) and FSD-G / FSD-ILG distillation."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_finetune_config
+
+from fsd_jax.data import encode, load_examples
+from fsd_jax.memory import kmeans, sample_indices
+from fsd_jax.models import load_pretrained, load_tokenizer
+from fsd_jax.train.distill import run_distill
+from fsd_jax.train.stages import run
+from fsd_jax.train.teacher_memory import build_teacher_memory, load_memory
+
+
+def _memory_config(teacher, tmp_path, k=6):
+    from configs import memory
+
+    cfg = memory.get_config("quickstart")
+    base = tiny_finetune_config(teacher, tmp_path / "cache")
+    cfg.data, cfg.train, cfg.progress = base.data, base.train, False
+    cfg.teacher = str(teacher)
+    cfg.memory.num_clusters = k
+    return cfg
+
+
+def test_streamed_memory_equals_in_memory_kmeans(tiny_teacher, tmp_path):
+    model, params = load_pretrained(tiny_teacher)
+    data = encode(load_examples("quickstart", "dev"), load_tokenizer(tiny_teacher), 24, tmp_path)
+    cents, history = build_teacher_memory(
+        model, params, data, num_clusters=5, seq_len=24, batch_size=64, num_passes=2, seed=3
+    )
+    assert cents.shape == (5, 24, 32) and len(history) == 2
+    # the same computation with every feature in memory
+    from fsd_jax.data import iterate_batches
+
+    feats = np.concatenate(
+        [
+            np.asarray(
+                (
+                    model.apply(
+                        {"params": params}, b["input_ids"], b["attention_mask"], b["token_type_ids"]
+                    ).hidden_states[-2]
+                    * b["attention_mask"][..., None]
+                ).reshape(64, -1)
+            )[b["weights"] > 0]
+            for b in iterate_batches(data, 64, 24)
+        ]
+    )
+    init = feats[sample_indices(len(feats), 5, 3)]
+    ref = kmeans(jnp.asarray(feats), 5, key=jax.random.key(0), num_iters=2, init=init)
+    np.testing.assert_allclose(
+        cents.reshape(5, -1), np.asarray(ref.centroids), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_memory_stage_then_fsd_g_and_ilg(tiny_teacher, tmp_path):
+    res = run(_memory_config(tiny_teacher, tmp_path), tmp_path / "memory")
+    meta = json.loads((tmp_path / "memory" / "memory.json").read_text())
+    assert res["num_clusters"] == meta["num_clusters"] == 6 and meta["seq_len"] == 24
+    assert meta["inertia_per_pass"][0] >= meta["inertia_per_pass"][-1]
+    for method in ("fsd_g", "fsd_ilg"):
+        cfg = importlib.import_module(f"configs.distill.{method}").get_config("quickstart")
+        base = tiny_finetune_config(tiny_teacher, tmp_path / "cache", max_steps=3)
+        cfg.data, cfg.train, cfg.progress = base.data, base.train, False
+        cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
+        cfg.teacher_memory = str(tmp_path / "memory")
+        cfg.model.layers = "every:2"
+        out = run_distill(cfg, tmp_path / method)
+        m = out["train_metrics"]
+        assert {"fsd_g", "fsd_g/distance", "fsd_g/cosine", "fsd_g/memory_cka"} <= set(m)
+        assert all(np.isfinite(v) for v in m.values())
+        # the student memory is training state: checkpointed, not exported
+        _, exported = load_pretrained(tmp_path / method)
+        assert "memory" not in exported
+
+
+def test_memory_mismatches_are_named(tiny_teacher, tmp_path):
+    run(_memory_config(tiny_teacher, tmp_path, k=3), tmp_path / "memory")
+    with pytest.raises(ValueError, match="does not fit a teacher of width 48"):
+        load_memory(tmp_path / "memory", hidden_size=48, seq_len=24)
+    with pytest.raises(ValueError, match="built for sequence length 24, training uses 64"):
+        load_memory(tmp_path / "memory", hidden_size=32, seq_len=64)
+    with pytest.raises(ValueError, match="built for task quickstart, training on rte"):
+        load_memory(tmp_path / "memory", hidden_size=32, seq_len=24, task="rte")
+    with pytest.raises(FileNotFoundError, match="no teacher memory"):
+        load_memory(tmp_path / "nothing", hidden_size=32, seq_len=24)
+    cfg = importlib.import_module("configs.distill.fsd_g").get_config("quickstart")
+    cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
+    with pytest.raises(ValueError, match="config.teacher_memory: the fsd_g term needs a memory"):
+        run_distill(cfg, tmp_path / "x")
