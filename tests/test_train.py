@@ -185,6 +185,7 @@ def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, 
     cfg.model, cfg.data, cfg.train, cfg.progress = base.model, base.data, base.train, False
     cfg.student_layers = "first:1"
     cfg.teacher_train.num_epochs = 1.0
+    cfg.memory.num_clusters = 4
     out = run(cfg, tmp_path / "qs")
     assert [r["layers"] for r in out["rows"]] == [2, 1, 1, 1]
     printed = capsys.readouterr().out
@@ -192,12 +193,12 @@ def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, 
         "teacher (fine-tuned)",
         "student, no distillation",
         "student, VKD",
-        "student, FSD-IL",
+        "student, FSD-ILG",
     ):
         assert name in printed
-    fsd = json.loads((tmp_path / "qs" / "student_fsd_il" / "results.json").read_text())
+    fsd = json.loads((tmp_path / "qs" / "student_fsd_ilg" / "results.json").read_text())
     assert fsd["teacher"] == str(tmp_path / "qs" / "teacher")
-    assert {"fsd_intra", "fsd_local", "kd", "ce"} <= set(fsd["train_metrics"])
+    assert {"fsd_intra", "fsd_local", "fsd_g", "kd", "ce"} <= set(fsd["train_metrics"])
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["table"] == out["table"]
     assert (tmp_path / "qs" / "student_nokd" / "export" / "model.safetensors").is_file()
 

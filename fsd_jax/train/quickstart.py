@@ -1,8 +1,8 @@
 """Stage ``quickstart``: the offline demo on the built-in synthetic task.
 
-Fine-tunes the 6-layer MiniLM teacher, then trains 3-layer students (its first three layers)
-without distillation and with each objective of ``config.distill`` (VKD and FSD-IL), evaluates
-every model and prints a table.
+Fine-tunes the 6-layer MiniLM teacher, builds its k-means memory when an objective needs one,
+then trains 3-layer students (its first three layers) without distillation and with each
+objective of ``config.distill`` (VKD and FSD-ILG), evaluates every model and prints a table.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fsd_jax.objective import needs_memory, parse_terms
 from fsd_jax.train import stages
+
+_QUICKSTART_ONLY = ("distill", "distill_methods", "student_layers", "teacher_train")
 
 
 def _sub_config(config: Any, stage: str = "finetune", **changes: Any) -> Any:
     sub = config.copy_and_resolve_references()
     sub.unlock()
     sub.stage = stage
-    for key in ("distill", "distill_methods", "student_layers", "teacher_train"):
+    for key in _QUICKSTART_ONLY:
         del sub[key]
     for dotted, value in changes.items():
         node = sub
@@ -41,32 +44,53 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_quickstart(config: Any, workdir: str | Path) -> dict:
-    workdir = Path(workdir)
+def _plan(config: Any, workdir: Path) -> list[tuple[str, str, Any]]:
+    """(name, sub-directory, config) of every run, in order; name None = not a table row."""
+    teacher = str(workdir / "teacher")
     student = {"model.layers": config.student_layers}
-    runs = [
+    methods = [m.strip() for m in config.distill_methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in config.distill:
+            raise ValueError(f"distill_methods: {m!r} has no objective in config.distill")
+    plan = [
         (
             "teacher (fine-tuned)",
             "teacher",
             _sub_config(config, **{f"train.{k}": v for k, v in config.teacher_train.items()}),
-        ),
-        ("student, no distillation", "student_nokd", _sub_config(config, **student)),
-    ]
-    for method in [m.strip() for m in config.distill_methods.split(",") if m.strip()]:
-        if method not in config.distill:
-            raise ValueError(f"distill_methods: {method!r} has no objective in config.distill")
-        sub = _sub_config(
-            config,
-            "distill",
-            **student,
-            teacher=str(workdir / "teacher"),
-            objective=config.distill[method].to_dict(),
         )
-        runs.append((f"student, {method.upper().replace('_', '-')}", f"student_{method}", sub))
-    rows = []
-    for name, sub_dir, sub in runs:
-        print(f"\n== {name}: {workdir / sub_dir}", flush=True)
+    ]
+    memory = any(needs_memory(parse_terms(config.distill[m].to_dict())) for m in methods)
+    if memory:
+        plan.append((None, "memory", _sub_config(config, "memory", teacher=teacher)))
+    plan.append(("student, no distillation", "student_nokd", _sub_config(config, **student)))
+    for m in methods:
+        extra = {"teacher_memory": str(workdir / "memory")} if memory else {}
+        plan.append(
+            (
+                f"student, {m.upper().replace('_', '-')}",
+                f"student_{m}",
+                _sub_config(
+                    config,
+                    "distill",
+                    **student,
+                    teacher=teacher,
+                    objective=config.distill[m].to_dict(),
+                    **extra,
+                ),
+            )
+        )
+    return plan
+
+
+def run_quickstart(config: Any, workdir: str | Path) -> dict:
+    workdir = Path(workdir)
+    rows, memory = [], None
+    for name, sub_dir, sub in _plan(config, workdir):
+        print(f"\n== {name or 'teacher memory (k-means)'}: {workdir / sub_dir}", flush=True)
         res = stages.run(sub, workdir / sub_dir)
+        if name is None:
+            memory = res
+            continue
         dev = next(iter(res["dev"].values()))
         rows.append(
             {
@@ -81,6 +105,18 @@ def run_quickstart(config: Any, workdir: str | Path) -> dict:
         )
     table = format_table(rows)
     print(f"\nQuickstart on the built-in synthetic task ({config.task}), dev split:\n{table}")
-    out = {"task": config.task, "stage": "quickstart", "rows": rows, "table": table}
+    if memory is not None:
+        print(
+            f"teacher memory: K = {memory['num_clusters']} centroids of "
+            f"{memory['seq_len']}×{memory['hidden_size']} features, "
+            f"built in {memory['build_seconds']:.1f} s"
+        )
+    out = {
+        "task": config.task,
+        "stage": "quickstart",
+        "rows": rows,
+        "table": table,
+        "memory": memory,
+    }
     (workdir / "results.json").write_text(json.dumps(out, indent=2))
     return out
