@@ -49,11 +49,20 @@ def one(n: int, dim: int, clusters: int, batch: int, passes: int) -> dict:
     jax.block_until_ready(lloyd.centroids)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"n": n, "dim": dim, "clusters": clusters, "batch": batch, "passes": passes,
-            "seconds": seconds, "seconds_per_pass": seconds / passes,
-            "peak_rss_mib": peak / 1024, "rss_after_imports_mib": base / 1024,
-            "state_mib": 2 * clusters * dim * 4 / 2**20,
-            "features_if_held_mib": n * dim * 4 / 2**20, "inertia": lloyd.history}
+    return {
+        "n": n,
+        "dim": dim,
+        "clusters": clusters,
+        "batch": batch,
+        "passes": passes,
+        "seconds": seconds,
+        "seconds_per_pass": seconds / passes,
+        "peak_rss_mib": peak / 1024,
+        "rss_after_imports_mib": base / 1024,
+        "state_mib": 2 * clusters * dim * 4 / 2**20,
+        "features_if_held_mib": n * dim * 4 / 2**20,
+        "inertia": lloyd.history,
+    }
 
 
 def main() -> None:
@@ -71,13 +80,28 @@ def main() -> None:
         return
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
-        cmd = [sys.executable, __file__, "--one", str(n), "--dim", str(a.dim), "--clusters",
-               str(a.clusters), "--batch", str(a.batch), "--passes", str(a.passes)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(n),
+            "--dim",
+            str(a.dim),
+            "--clusters",
+            str(a.clusters),
+            "--batch",
+            str(a.batch),
+            "--passes",
+            str(a.passes),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f"N={n:>8}  {r['seconds_per_pass']:8.1f} s/pass  peak RSS {r['peak_rss_mib']:7.0f} MiB"
-              f"  (features would take {r['features_if_held_mib']:8.0f} MiB)", flush=True)
+        print(
+            f"N={n:>8}  {r['seconds_per_pass']:8.1f} s/pass  peak RSS {r['peak_rss_mib']:7.0f} MiB"
+            f"  (features would take {r['features_if_held_mib']:8.0f} MiB)",
+            flush=True,
+        )
     if a.out:
         Path(a.out).write_text(json.dumps({"rows": rows}, indent=2))
 

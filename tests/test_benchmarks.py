@@ -1,0 +1,71 @@
+"""The benchmark entry points run and write their JSON (tiny shapes; no speed assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
+    out = tmp_path / "speed.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/step_speed.py",
+            "--teacher",
+            str(tiny_teacher),
+            "--layers",
+            "every:2",
+            "--task",
+            "quickstart",
+            "--seq_len",
+            "16",
+            "--batch_size",
+            "8",
+            "--steps",
+            "1",
+            "--methods",
+            "vkd,fsd_il,fsd_ilg",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(out.read_text())["methods"]
+    assert rows["vkd"]["step_time_over_vkd"] == 1.0
+    assert all(r["examples_per_s"] > 0 for r in rows.values())
+
+
+def test_memory_scale_runs(tmp_path):
+    out = tmp_path / "mem.json"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/memory_scale.py",
+            "--sizes",
+            "300,600",
+            "--dim",
+            "16",
+            "--clusters",
+            "4",
+            "--batch",
+            "64",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["n"] for r in rows] == [300, 600] and all(r["peak_rss_mib"] > 0 for r in rows)
