@@ -95,3 +95,26 @@ def test_memory_mismatches_are_named(tiny_teacher, tmp_path):
     cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
     with pytest.raises(ValueError, match="config.teacher_memory: the fsd_g term needs a memory"):
         run_distill(cfg, tmp_path / "x")
+
+
+def test_feature_cache_is_written_once_and_reused(tiny_teacher, tmp_path, monkeypatch):
+    model, params = load_pretrained(tiny_teacher)
+    data = encode(load_examples("quickstart", "dev"), load_tokenizer(tiny_teacher), 24, tmp_path)
+    kw = dict(num_clusters=4, seq_len=24, batch_size=64, num_passes=2, seed=1)
+    cache = tmp_path / "feats" / "teacher.bin"
+    first, _ = build_teacher_memory(model, params, data, feature_cache=cache, **kw)
+    assert cache.is_file() and cache.stat().st_size == len(data) * 24 * 32 * 2
+    calls = []
+    original = model.apply
+    monkeypatch.setattr(
+        type(model), "apply", lambda self, *a, **k: calls.append(1) or original(*a, **k)
+    )
+    again, _ = build_teacher_memory(model, params, data, feature_cache=cache, **kw)
+    assert not calls  # the teacher did not run: every pass read the cache
+    np.testing.assert_array_equal(again, first)
+    monkeypatch.undo()
+    plain, _ = build_teacher_memory(model, params, data, **kw)
+    np.testing.assert_allclose(first, plain, rtol=2e-2, atol=2e-2)  # bf16-rounded features
+    other = jax.tree.map(lambda x: x * 1.01, params)  # another teacher: the cache is rebuilt
+    rebuilt, _ = build_teacher_memory(model, other, data, feature_cache=cache, **kw)
+    assert not np.array_equal(rebuilt, first)

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
 from fsd_jax.data import Encoded, get_task, iterate_batches, make_batch
@@ -30,6 +31,13 @@ def default_num_clusters(task: str) -> int:
     return 300 if task in ("mnli", "qqp") else 100
 
 
+def _cached_features(cache: Path, expected: dict) -> np.memmap | None:
+    meta = cache.with_suffix(".json")
+    if cache.is_file() and meta.is_file() and json.loads(meta.read_text()) == expected:
+        return np.memmap(cache, dtype=np.uint16, mode="r", shape=tuple(expected["shape"]))
+    return None
+
+
 def build_teacher_memory(
     model: BertForSequenceClassification,
     params: Any,
@@ -42,11 +50,17 @@ def build_teacher_memory(
     num_passes: int = 3,
     seed: int = 0,
     mask_padding: bool = True,
+    feature_cache: str | Path | None = None,
 ) -> tuple[np.ndarray, list[float]]:
     """Centroids (K, seq_len, d) of ``hidden_states[layer]`` over ``data``, and inertia per pass.
 
     Initialised from K distinct training examples chosen by ``seed``; ``num_passes`` streamed
     Lloyd iterations; empty clusters re-seeded with far points.
+
+    ``feature_cache`` (opt-in, a file path): the first pass writes the features to disk as a
+    bfloat16 memmap (N × L·d × 2 bytes) and later passes, or later builds with the same teacher
+    and settings, read it instead of running the teacher. With a cache every pass clusters the
+    bf16-rounded features, so cached and uncached passes agree.
     """
 
     @jax.jit
@@ -57,21 +71,68 @@ def build_teacher_memory(
         h = out.hidden_states[layer].astype(jnp.float32)
         if mask_padding:
             h = h * batch["attention_mask"][..., None]
-        return h.reshape(h.shape[0], -1)
+        h = h.reshape(h.shape[0], -1)
+        return h.astype(jnp.bfloat16).astype(jnp.float32) if feature_cache else h
 
-    init_idx = sample_indices(len(data), num_clusters, seed)
-    init = np.concatenate(
-        [
-            np.asarray(features(make_batch(data, chunk, len(chunk), seq_len)))
-            for chunk in np.array_split(init_idx, max(1, len(init_idx) // batch_size))
-        ]
-    )
-    lloyd = StreamingLloyd(jnp.asarray(init))
-    for _ in range(num_passes):
-        for batch in iterate_batches(data, batch_size, seq_len):
-            lloyd.add(features(batch), batch["weights"])
-        lloyd.finish_pass()
     d = model.config.hidden_size
+    n, width = len(data), seq_len * d
+    cache = Path(feature_cache) if feature_cache else None
+    expected = {
+        "shape": [n, width],
+        "layer": layer,
+        "mask_padding": mask_padding,
+        "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
+        "checksum": float(sum(float(jnp.sum(x)) for x in jax.tree.leaves(params))),
+    }
+    stored = _cached_features(cache, expected) if cache else None
+
+    def bf16_rows(rows: np.ndarray) -> jax.Array:
+        return jnp.asarray(np.asarray(rows).view(ml_dtypes.bfloat16)).astype(jnp.float32)
+
+    def from_cache():
+        for lo in range(0, n, batch_size):
+            rows = stored[lo : lo + batch_size]
+            w = np.zeros(batch_size, np.float32)
+            w[: len(rows)] = 1.0
+            pad = np.zeros((batch_size - len(rows), width), np.uint16)
+            yield bf16_rows(np.concatenate([rows, pad])), w
+
+    init_idx = sample_indices(n, num_clusters, seed)
+    if stored is not None:
+        init = bf16_rows(stored[init_idx])
+    else:
+        init = jnp.concatenate(
+            [
+                features(make_batch(data, chunk, len(chunk), seq_len))
+                for chunk in np.array_split(init_idx, max(1, len(init_idx) // batch_size))
+            ]
+        )
+    lloyd = StreamingLloyd(init)
+    writer = None
+    if cache is not None and stored is None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        writer = np.memmap(tmp, dtype=np.uint16, mode="w+", shape=(n, width))
+    for _ in range(num_passes):
+        if stored is not None:
+            for feats, w in from_cache():
+                lloyd.add(feats, w)
+        else:
+            for batch in iterate_batches(data, batch_size, seq_len):
+                feats = features(batch)
+                lloyd.add(feats, batch["weights"])
+                if writer is not None:
+                    valid = batch["weights"] > 0
+                    bits = np.asarray(feats.astype(jnp.bfloat16)).view(np.uint16)
+                    writer[batch["index"][valid]] = bits[valid]
+        lloyd.finish_pass()
+        if writer is not None:  # the first pass filled the cache: read it from now on
+            writer.flush()
+            del writer
+            writer = None
+            tmp.replace(cache)
+            cache.with_suffix(".json").write_text(json.dumps(expected))
+            stored = _cached_features(cache, expected)
     return np.asarray(lloyd.centroids).reshape(num_clusters, seq_len, d), lloyd.history
 
 
@@ -98,6 +159,7 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
         num_passes=m.num_passes,
         seed=config.seed,
         mask_padding=not m.faithful,
+        feature_cache=m.get("feature_cache") or None,
     )
     seconds = time.perf_counter() - t0
     meta = {
@@ -111,6 +173,7 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
         "num_passes": m.num_passes,
         "seed": config.seed,
         "train_examples": len(train),
+        "feature_cache": m.get("feature_cache") or None,
         "inertia_per_pass": history,
         "build_seconds": seconds,
     }
