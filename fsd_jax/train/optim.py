@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import optax
 from flax import traverse_util
 
@@ -47,9 +46,3 @@ def make_optimizer(
         optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
     )
     return optax.chain(*parts)
-
-
-def current_learning_rate(
-    learning_rate: float, total_steps: int, warmup_steps: int, step: jax.Array
-) -> jax.Array:
-    return linear_schedule(learning_rate, total_steps, warmup_steps)(step)
