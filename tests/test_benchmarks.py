@@ -10,35 +10,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
-    out = tmp_path / "speed.json"
+def _run(script: str, *args: str) -> None:
     res = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/step_speed.py",
-            "--teacher",
-            str(tiny_teacher),
-            "--layers",
-            "every:2",
-            "--task",
-            "quickstart",
-            "--seq_len",
-            "16",
-            "--batch_size",
-            "8",
-            "--steps",
-            "1",
-            "--methods",
-            "vkd,fsd_il,fsd_ilg",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, f"benchmarks/{script}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
+    out = tmp_path / "speed.json"
+    _run(
+        "step_speed.py",
+        "--teacher",
+        str(tiny_teacher),
+        "--layers",
+        "every:2",
+        "--task",
+        "quickstart",
+        "--seq_len",
+        "16",
+        "--batch_size",
+        "8",
+        "--steps",
+        "1",
+        "--methods",
+        "vkd,fsd_il,fsd_ilg",
+        "--out",
+        str(out),
+    )
     rows = json.loads(out.read_text())["methods"]
     assert rows["vkd"]["step_time_over_vkd"] == 1.0
     assert all(r["examples_per_s"] > 0 for r in rows.values())
@@ -46,26 +49,18 @@ def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
 
 def test_memory_scale_runs(tmp_path):
     out = tmp_path / "mem.json"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/memory_scale.py",
-            "--sizes",
-            "300,600",
-            "--dim",
-            "16",
-            "--clusters",
-            "4",
-            "--batch",
-            "64",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    _run(
+        "memory_scale.py",
+        "--sizes",
+        "300,600",
+        "--dim",
+        "16",
+        "--clusters",
+        "4",
+        "--batch",
+        "64",
+        "--out",
+        str(out),
     )
-    assert res.returncode == 0, res.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["n"] for r in rows] == [300, 600] and all(r["peak_rss_mib"] > 0 for r in rows)
