@@ -1,7 +1,8 @@
 """Train with fsd-jax: ``python train.py --config configs/<file>.py[:arg] --workdir DIR``.
 
-Stages (``config.stage``): ``finetune`` (teacher or plain student) and ``quickstart`` (the
-offline demo). Running again on the same workdir resumes from its latest checkpoint.
+Stages (``config.stage``): ``finetune`` (teacher or plain student), ``memory`` (the teacher's
+k-means memory for FSD-G), ``distill`` (a student from a teacher) and ``quickstart`` (the offline
+demo). Running again on the same workdir resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for input errors.")
 
 
+# What each stage prints when it finishes (the quickstart prints its own table).
+_SUMMARY_KEYS = {
+    "finetune": ("task", "stage", "dev", "steps", "train_examples_per_s"),
+    "distill": ("task", "stage", "dev", "steps", "train_examples_per_s"),
+    "memory": ("task", "stage", "num_clusters", "train_examples", "build_seconds", "path"),
+}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -32,16 +41,9 @@ def main(argv: list[str]) -> int:
         if not workdir:
             raise ValueError("--workdir is required")
         results = stages.run(config, workdir)
-        if config.stage not in ("quickstart",):
-            print(
-                json.dumps(
-                    {
-                        k: results[k]
-                        for k in ("task", "stage", "dev", "steps", "train_examples_per_s")
-                    },
-                    indent=2,
-                )
-            )
+        keys = _SUMMARY_KEYS.get(config.stage)
+        if keys:
+            print(json.dumps({k: results[k] for k in keys if k in results}, indent=2))
 
     return cli.run_cli(run, debug=_DEBUG.value)
 

@@ -118,3 +118,40 @@ def test_feature_cache_is_written_once_and_reused(tiny_teacher, tmp_path, monkey
     other = jax.tree.map(lambda x: x * 1.01, params)  # another teacher: the cache is rebuilt
     rebuilt, _ = build_teacher_memory(model, other, data, feature_cache=cache, **kw)
     assert not np.array_equal(rebuilt, first)
+
+
+def test_memory_stage_from_the_command_line(tiny_teacher, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "configs/memory.py:quickstart",
+            "--workdir",
+            str(tmp_path / "memory"),
+            "--config.teacher",
+            str(tiny_teacher),
+            "--config.data.max_seq_length",
+            "24",
+            "--config.data.cache_dir",
+            str(tmp_path / "cache"),
+            "--config.memory.num_clusters",
+            "3",
+            "--config.memory.num_passes",
+            "1",
+            "--config.progress=False",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
+    assert summary["stage"] == "memory" and summary["num_clusters"] == 3
+    assert (tmp_path / "memory" / "memory.npz").is_file()
