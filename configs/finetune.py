@@ -41,6 +41,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.max_steps = 0  # > 0 overrides num_epochs
     c.train.learning_rate = 5e-5
     c.train.warmup_ratio = 0.0
+    c.train.schedule = "linear"  # or "constant" (TinyBERT intermediate stage, BERT-EMD)
     c.train.weight_decay = 0.0
     c.train.adam_b1 = 0.9
     c.train.adam_b2 = 0.999

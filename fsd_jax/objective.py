@@ -17,7 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fsd_jax import losses
+from fsd_jax import intermediate_terms, losses
+from fsd_jax.intermediate_terms import TermInit
 from fsd_jax.models import BertConfig, BertForSequenceClassification, BertOutput
 
 Batch = Mapping[str, jax.Array]
@@ -30,6 +31,8 @@ class Context:
     batch: Batch
     teacher_memory: jax.Array | None = None  # (K, L, d_t), a constant
     student_memory: jax.Array | None = None  # (K, L, d_s), trained
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # proj, gates, ...
+    aux: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. EMD layer weights
 
     @property
     def mask(self) -> jax.Array:
@@ -42,13 +45,20 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class TermSpec:
-    """A loss term: ``fn(ctx, options)`` returns a scalar, or a dict with "total" and parts."""
+    """A loss term: ``fn(ctx, options)`` returns a scalar, or a dict with "total" and parts.
 
-    fn: Callable[[Context, dict], jax.Array | dict]
+    ``init_params(TermInit)`` adds trainable tables to the trained tree (beside "student");
+    a term with ``init_aux`` is stateful: ``fn`` returns ``(value, new_aux)`` and the step
+    carries that state in ``TrainState.aux``.
+    """
+
+    fn: Callable[[Context, dict], Any]
     defaults: dict
     needs_teacher: bool = True
     needs_attentions: bool = False
     needs_memory: bool = False
+    init_params: Callable[[TermInit], dict] | None = None
+    init_aux: Callable[[TermInit], dict] | None = None
 
 
 def _ce(ctx: Context, o: dict) -> jax.Array:
@@ -151,6 +161,10 @@ TERMS: dict[str, TermSpec] = {
     ),
     "fsd_g": TermSpec(_fsd_global, {**_PENULTIMATE, "gamma_m": 0.5}, needs_memory=True),
 }
+for _name, (_fn, _defaults, _att, _params, _aux) in intermediate_terms.SPECS.items():
+    TERMS[_name] = TermSpec(
+        _fn, _defaults, needs_attentions=_att, init_params=_params, init_aux=_aux
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +223,9 @@ def _check_layers(terms: tuple[Term, ...], teacher: BertConfig, student: BertCon
                     f"objective.{t.name}.{key}={idx!r}: the {side} has {what}{count - 1} "
                     f"(negative indices count from the end)"
                 )
+    for t in terms:
+        if t.name in intermediate_terms.SPECS:
+            intermediate_terms.check(t.name, t.options, teacher, student)
     if any(t.name == "pkd" for t in terms):
         opts = next(t for t in terms if t.name == "pkd").options
         losses.pkd_teacher_layers(
@@ -246,9 +263,10 @@ def make_distill_objective(
             f"teacher has {teacher.config.num_labels} outputs, student {student.config.num_labels}"
         )
     attentions = any(TERMS[t.name].needs_attentions for t in terms)
+    stateful = any(TERMS[t.name].init_aux is not None for t in terms)
     from fsd_jax.train.step import model_inputs
 
-    def objective(params, batch, key, teacher_params, teacher_memory=None):
+    def objective(params, batch, key, teacher_params, teacher_memory=None, *, aux=None):
         inputs = model_inputs(batch)
         t_out = jax.lax.stop_gradient(
             teacher.apply({"params": teacher_params}, **inputs, output_attentions=attentions)
@@ -260,18 +278,56 @@ def make_distill_objective(
             rngs={"dropout": key},
             output_attentions=attentions,
         )
-        ctx = Context(t_out, s_out, batch, teacher_memory, params.get("memory"))
-        metrics, loss = {}, jnp.zeros((), jnp.float32)
+        ctx = Context(t_out, s_out, batch, teacher_memory, params.get("memory"), params, aux or {})
+        metrics, loss, new_aux = {}, jnp.zeros((), jnp.float32), dict(aux or {})
         for t in terms:
             value = TERMS[t.name].fn(ctx, t.options)
+            if TERMS[t.name].init_aux is not None:
+                value, state = value
+                new_aux.update(state)
             if isinstance(value, dict):
                 metrics.update({f"{t.name}/{k}": v for k, v in value.items() if k != "total"})
                 value = value["total"]
             metrics[t.name] = value.astype(jnp.float32)
             loss = loss + t.weight * metrics[t.name]
-        return loss, {"loss": loss, **metrics}
+        metrics = {"loss": loss, **metrics}
+        return (loss, (metrics, new_aux)) if stateful else (loss, metrics)
 
+    # the train step passes ``aux=state.aux`` and stores the returned state
+    objective.stateful = stateful
     return objective
+
+
+def init_objective_state(
+    terms: tuple[Term, ...],
+    teacher: BertConfig,
+    student: BertConfig,
+    seq_len: int,
+    seed: int,
+) -> tuple[dict, dict]:
+    """Extra trainable tables (``proj``, ``gates``) and step state (``emd``) the terms need.
+
+    W_h (``proj``) is created once and shared when a hidden-state term compares widths that
+    differ, or a term sets ``projection="always"``.
+    """
+    key = jax.random.fold_in(jax.random.key(seed), 2)
+    params: dict = {}
+    aux: dict = {}
+    hidden_terms = [t for t in terms if "projection" in t.options]
+    if hidden_terms and intermediate_terms.uses_projection(
+        teacher, student, [t.options for t in hidden_terms]
+    ):
+        params["proj"] = intermediate_terms.init_projection(
+            jax.random.fold_in(key, 0), student.hidden_size, teacher.hidden_size
+        )
+    for i, t in enumerate(terms, start=1):
+        spec = TERMS[t.name]
+        init = TermInit(teacher, student, t.options, seq_len, jax.random.fold_in(key, i))
+        if spec.init_params is not None:
+            params.update(spec.init_params(init))
+        if spec.init_aux is not None:
+            aux.update(spec.init_aux(init))
+    return params, aux
 
 
 def weights_from_reference(

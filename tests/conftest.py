@@ -42,21 +42,21 @@ def tiny_config() -> BertConfig:
     )
 
 
-def _save_tiny(tmp_path_factory, minilm_dir, layers: int, seed: int) -> Path:
+def _save_tiny(tmp_path_factory, minilm_dir, layers: int, seed: int, hidden: int = 32) -> Path:
     from transformers import AutoTokenizer
 
     from fsd_jax.models import BertForSequenceClassification, init_params, save_pretrained
 
     cfg = BertConfig(
         vocab_size=30522,
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden,
         max_position_embeddings=64,
     )
     model = BertForSequenceClassification(cfg)
-    path = tmp_path_factory.mktemp("tiny") / f"bert{layers}"
+    path = tmp_path_factory.mktemp("tiny") / f"bert{layers}x{hidden}"
     save_pretrained(
         path,
         model,
@@ -76,6 +76,12 @@ def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
 def tiny_teacher(tmp_path_factory, minilm_dir) -> Path:
     """A 4-layer random BERT (the same tokenizer) to distil from: a 2-layer student fits PKD."""
     return _save_tiny(tmp_path_factory, minilm_dir, layers=4, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_narrow(tmp_path_factory, minilm_dir) -> Path:
+    """A 2-layer, 16-wide random BERT: a student narrower than ``tiny_teacher`` (W_h path)."""
+    return _save_tiny(tmp_path_factory, minilm_dir, layers=2, seed=2, hidden=16)
 
 
 def tiny_finetune_config(checkpoint: Path, cache_dir: Path, **train):

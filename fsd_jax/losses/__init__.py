@@ -4,7 +4,8 @@ Batch-level losses take optional per-example ``weights`` (B,); rows with weight 
 last batch) do not count.
 """
 
-from fsd_jax.losses.attention import minilm, value_relation_logits
+from fsd_jax.losses.attention import attention_kl, minilm, value_relation_logits
+from fsd_jax.losses.emd import emd_flow, transport_simplex, update_layer_weights
 from fsd_jax.losses.fsd import (
     flatten_tokens,
     fsd_global,
@@ -12,6 +13,14 @@ from fsd_jax.losses.fsd import (
     fsd_intra,
     fsd_local,
 )
+from fsd_jax.losses.intermediate import (
+    attention_probs_mse,
+    attention_scores_mse,
+    hidden_cosine,
+    hidden_mse,
+    soft_cross_entropy,
+)
+from fsd_jax.losses.lad import init_lad_gates, lad_aggregate
 from fsd_jax.losses.logits import cross_entropy, kd, mse, weighted_mean
 from fsd_jax.losses.patient import pkd, pkd_teacher_layers
 from fsd_jax.losses.relational import (
@@ -24,13 +33,21 @@ from fsd_jax.losses.relational import (
 
 __all__ = [
     "angle_potential",
+    "attention_kl",
+    "attention_probs_mse",
+    "attention_scores_mse",
     "cross_entropy",
+    "emd_flow",
     "flatten_tokens",
     "fsd_global",
     "fsd_global_terms",
     "fsd_intra",
     "fsd_local",
+    "hidden_cosine",
+    "hidden_mse",
+    "init_lad_gates",
     "kd",
+    "lad_aggregate",
     "minilm",
     "mse",
     "pairwise_distances",
@@ -39,6 +56,9 @@ __all__ = [
     "rkd_angle",
     "rkd_distance",
     "smooth_l1",
+    "soft_cross_entropy",
+    "transport_simplex",
+    "update_layer_weights",
     "value_relation_logits",
     "weighted_mean",
 ]

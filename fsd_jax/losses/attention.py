@@ -31,6 +31,22 @@ def value_relation_logits(values: jax.Array, mask: jax.Array | None) -> jax.Arra
     return logits
 
 
+def attention_kl(
+    teacher_scores: jax.Array,
+    student_scores: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+) -> jax.Array:
+    """Row-wise KL(softmax(teacher) ‖ softmax(student)), mean over heads and real queries.
+
+    MiniLM's L_AT on one layer pair, also the ``kl_probs`` attention loss of the TinyBERT study
+    (METHODS.md §5, §6.3). Scores are (B, h, L, L) and carry the key-padding bias; ``mask=None``
+    counts every query row.
+    """
+    kl = _row_kl(teacher_scores, student_scores)
+    return weighted_mean(_mean_over_heads_and_queries(kl, mask), weights)
+
+
 def _mean_over_heads_and_queries(kl: jax.Array, mask: jax.Array | None) -> jax.Array:
     """(B, h, L) → (B,): mean over heads and over real query tokens."""
     if mask is None:
@@ -70,13 +86,11 @@ def minilm(
             f"student {student_scores.shape[1]}"
         )
     query_mask = None if faithful else mask
-    att = _row_kl(teacher_scores, student_scores)
     vr_mask = None if faithful else mask
     vr = _row_kl(
         value_relation_logits(teacher_values, vr_mask),
         value_relation_logits(student_values, vr_mask),
     )
-    per_example = _mean_over_heads_and_queries(att, query_mask) + _mean_over_heads_and_queries(
-        vr, query_mask
+    return attention_kl(teacher_scores, student_scores, query_mask, weights) + weighted_mean(
+        _mean_over_heads_and_queries(vr, query_mask), weights
     )
-    return weighted_mean(per_example, weights)

@@ -19,23 +19,14 @@ def pkd_teacher_layers(num_teacher: int, num_student: int, mode: str = "skip") -
     ``skip``: g(j) = k·j with k = N_t / N_s (PKD-Skip: 2, 4, 6, 8, 10 for 12 → 6);
     ``last``: g(j) = N_t − N_s + j (PKD-Last: 7..11 for 12 → 6).
     """
+    from fsd_jax.mapping import layer_mapping
+
     if num_student < 2:
         raise ValueError(f"PKD needs a student with >= 2 layers, got {num_student}")
-    if mode == "skip":
-        if num_teacher % num_student:
-            raise ValueError(
-                f"PKD-skip needs the teacher depth ({num_teacher}) to be a multiple of the "
-                f"student depth ({num_student})"
-            )
-        k = num_teacher // num_student
-        return tuple(k * j for j in range(1, num_student))
-    if mode == "last":
-        if num_teacher < num_student:
-            raise ValueError(
-                f"teacher ({num_teacher} layers) shallower than student ({num_student})"
-            )
-        return tuple(num_teacher - num_student + j for j in range(1, num_student))
-    raise ValueError(f"PKD mapping {mode!r}: expected 'skip' or 'last'")
+    if mode not in ("skip", "last"):
+        raise ValueError(f"PKD mapping {mode!r}: expected 'skip' or 'last'")
+    pairs = layer_mapping("pkd_skip" if mode == "skip" else "last", num_teacher, num_student)
+    return tuple(block[0] for m, block in pairs if m < num_student)
 
 
 def _normalize(x: jax.Array) -> jax.Array:

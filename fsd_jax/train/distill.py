@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from ml_collections import ConfigDict
 
 from fsd_jax.data import get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
-from fsd_jax.objective import make_distill_objective, needs_memory, parse_terms
+from fsd_jax.objective import (
+    init_objective_state,
+    make_distill_objective,
+    needs_memory,
+    parse_terms,
+)
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
+
+# train fields a config may lack (older configs) that a phase may still set
+_OPTIONAL_TRAIN = {"schedule", "group_learning_rates"}
 
 
 def run_distill(
@@ -26,6 +38,8 @@ def run_distill(
     with an ``fsd_g`` term also read ``config.teacher_memory`` (a workdir of stage ``memory``)
     and train a student memory, Normal(0, 1) at start (METHODS.md §2.5), kept out of the export.
     """
+    if config.get("phases"):
+        return run_phases(config, workdir, on_step)
     task = get_task(config.task)
     if not config.teacher:
         raise ValueError("config.teacher: path of the fine-tuned teacher (workdir or HF directory)")
@@ -51,7 +65,10 @@ def run_distill(
             f"student's ({student.config.vocab_size}): they must share a tokenizer"
         )
     objective = make_distill_objective(student, teacher, terms)
-    params = {"student": student_params}
+    extra_params, aux = init_objective_state(
+        terms, teacher.config, student.config, int(config.data.max_seq_length), config.seed
+    )
+    params = {"student": student_params, **extra_params}
     step_args: tuple = (teacher_params,)
     extra = {
         "model": str(config.model.name_or_path),
@@ -93,4 +110,56 @@ def run_distill(
         on_step=on_step,
         extra_results=extra,
         model_params=lambda p: p["student"],
+        aux=aux,
     )
+
+
+def run_phases(
+    config: Any, workdir: str | Path, on_step: Callable[[int], None] | None = None
+) -> dict:
+    """Distil in consecutive phases (TinyBERT's intermediate, then prediction stage).
+
+    ``config.phases`` maps phase names, in order, to overrides: ``objective`` (replaces the
+    objective) and ``train`` (fields of ``config.train``). Phase i runs in ``<workdir>/<name>``;
+    later phases start from the previous phase's student (all its layers). A finished phase
+    is not run again, so a re-run resumes where it stopped. The last phase's results and model
+    become ``<workdir>/results.json`` and ``<workdir>/export``.
+    """
+    workdir = Path(workdir)
+    base = config.to_dict()
+    phases = base.pop("phases")
+    done: dict[str, dict] = {}
+    previous: Path | None = None
+    for name, overrides in phases.items():
+        unknown = sorted(set(overrides) - {"objective", "train"})
+        if unknown:
+            raise ValueError(f"phases.{name}: unknown keys {unknown}; expected objective, train")
+        d = copy.deepcopy(base)
+        d["objective"] = overrides.get("objective") or d["objective"]
+        bad = sorted(set(overrides.get("train") or {}) - set(d["train"]) - _OPTIONAL_TRAIN)
+        if bad:
+            raise ValueError(f"phases.{name}.train: unknown fields {bad}")
+        d["train"].update(overrides.get("train") or {})
+        if previous is not None:
+            d["model"]["name_or_path"], d["model"]["layers"] = str(previous), None
+        phase_dir = workdir / name
+        finished = phase_dir / "results.json"
+        if finished.is_file():
+            done[name] = json.loads(finished.read_text())
+        else:
+            done[name] = run_distill(ConfigDict(d), phase_dir, on_step)
+        previous = phase_dir
+    last = dict(done[name])
+    last["phases"] = {
+        k: {key: r.get(key) for key in ("dev", "steps", "train_metrics", "objective")}
+        for k, r in done.items()
+    }
+    if last.get("export"):
+        tmp = workdir / ".export.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(last["export"], tmp)
+        shutil.rmtree(workdir / "export", ignore_errors=True)
+        tmp.rename(workdir / "export")
+        last["export"] = str(workdir / "export")
+    (workdir / "results.json").write_text(json.dumps(last, indent=2, default=str))
+    return last

@@ -103,6 +103,7 @@ def train_and_evaluate(
     on_step: Callable[[int], None] | None = None,
     extra_results: dict | None = None,
     model_params: Callable[[Any], Any] = lambda p: p,
+    aux: Any = None,
 ) -> dict:
     """Train ``params`` on ``objective`` (resuming from ``workdir``), evaluate, export.
 
@@ -110,6 +111,7 @@ def train_and_evaluate(
     ``results.json`` and a Hugging Face export (``<workdir>/export``); returns the results.
     ``model_params`` picks the model's parameters out of the trained tree (which may hold
     training-only tables such as a student memory; those are checkpointed, not exported).
+    ``aux`` is the initial non-trainable step state of a stateful objective.
     """
     workdir = Path(workdir)
     t = config.train
@@ -127,8 +129,10 @@ def train_and_evaluate(
         b2=t.adam_b2,
         eps=t.adam_eps,
         max_grad_norm=t.max_grad_norm,
+        schedule=t.get("schedule", "linear"),
+        group_learning_rates=dict(t.get("group_learning_rates") or {}),
     )
-    state = TrainState.create(params, tx, config.seed)
+    state = TrainState.create(params, tx, config.seed, aux=aux)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)

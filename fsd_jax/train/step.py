@@ -40,18 +40,25 @@ def make_train_step(objective: Objective) -> Callable:
     """``train_step(state, batch, *step_args) -> (state, metrics)``: one optimiser step.
 
     ``step_args`` (e.g. the teacher's parameters) are passed to the objective and get no
-    gradient. Pure; jit it (the caller chooses shardings and buffer donation).
+    gradient. A ``stateful`` objective also gets ``aux=state.aux`` and returns
+    ``(loss, (metrics, new_aux))``; the new state is stored in the train state. Pure; jit it (the caller chooses shardings and buffer donation).
     """
 
     def train_step(state, batch, *step_args):
         rng, key = jax.random.split(jax.random.wrap_key_data(state.rng))
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, batch, key, *step_args)
+        aux = None
+        if getattr(objective, "stateful", False):
+            (_, (metrics, aux)), grads = grad_fn(
+                state.params, batch, key, *step_args, aux=state.aux
+            )
+        else:
+            (_, metrics), grads = grad_fn(state.params, batch, key, *step_args)
         metrics = dict(metrics)
         metrics["grad_norm"] = jnp.sqrt(
             sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))
         )
-        return state.apply_gradients(grads, jax.random.key_data(rng)), metrics
+        return state.apply_gradients(grads, jax.random.key_data(rng), aux), metrics
 
     return train_step
 

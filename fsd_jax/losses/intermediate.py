@@ -1,0 +1,168 @@
+"""TinyBERT-style intermediate-layer losses (METHODS.md §6) and their study variants.
+
+Jiao et al., "TinyBERT: Distilling BERT for Natural Language Understanding", Findings of
+EMNLP 2020; Dankar et al., arXiv 2308.13958 (attention loss, layer mapping, loss weights).
+
+Every loss here compares one layer pair and returns a scalar averaged over examples (with the
+optional per-example ``weights``). By default padding is masked, so the same examples padded to
+different lengths give the same value; ``faithful=True`` reproduces the reference code, which
+averages over every position of the padded batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fsd_jax.losses.logits import weighted_mean
+
+# TinyBERT zeroes score entries at or below this (the masked keys, whose bias is -10000).
+_MASKED_SCORE = -100.0
+
+
+def _pair_mask(mask: jax.Array) -> jax.Array:
+    """(B, L) token mask → (B, 1, L, L) float mask of (real query, real key) pairs."""
+    m = mask.astype(jnp.float32)
+    return m[:, None, :, None] * m[:, None, None, :]
+
+
+def _masked_mean(sq: jax.Array, pair: jax.Array | None, weights: jax.Array | None) -> jax.Array:
+    """Per-example mean of ``sq`` (B, ...) over the entries ``pair`` marks, then over examples."""
+    b = sq.shape[0]
+    if pair is None:
+        return weighted_mean(sq.reshape(b, -1).mean(-1), weights)
+    pair = jnp.broadcast_to(pair, sq.shape).reshape(b, -1)
+    per = (sq.reshape(b, -1) * pair).sum(-1) / jnp.maximum(pair.sum(-1), 1.0)
+    return weighted_mean(per, weights)
+
+
+def attention_scores_mse(
+    teacher_scores: jax.Array,
+    student_scores: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """TinyBERT's attention loss: MSE between pre-softmax scores of one layer pair.
+
+    ``(1/h) Σ_heads MSE(Ã_s, Ã_t)`` with Ã the scores whose masked-key entries are set to 0.
+    Default: the mean runs over heads and (real query, real key) pairs of each example.
+    ``faithful``: entries ≤ −100 become 0 and the mean runs over all h·L·L entries (padded
+    query rows included), as ``task_distill.py`` does.
+
+    Args:
+      teacher_scores: (B, h, L, L) scores including the key-padding bias.
+      student_scores: (B, h, L, L), same head count.
+      mask: (B, L) token mask.
+      weights: optional (B,) example weights.
+      faithful: reproduce the reference's averaging.
+    """
+    _check_heads(teacher_scores, student_scores)
+    t = teacher_scores.astype(jnp.float32)
+    s = student_scores.astype(jnp.float32)
+    if faithful or mask is None:
+        t = jnp.where(t <= _MASKED_SCORE, 0.0, t)
+        s = jnp.where(s <= _MASKED_SCORE, 0.0, s)
+        return _masked_mean((s - t) ** 2, None, weights)
+    return _masked_mean((s - t) ** 2, _pair_mask(mask), weights)
+
+
+def attention_probs_mse(
+    teacher_probs: jax.Array,
+    student_probs: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """MSE between attention probabilities (B, h, L, L) of one layer pair.
+
+    Averaged over heads and (real query, real key) pairs; ``faithful`` or ``mask=None`` counts
+    every entry.
+    """
+    _check_heads(teacher_probs, student_probs)
+    sq = (student_probs.astype(jnp.float32) - teacher_probs.astype(jnp.float32)) ** 2
+    pair = None if faithful or mask is None else _pair_mask(mask)
+    return _masked_mean(sq, pair, weights)
+
+
+def hidden_mse(
+    teacher_hidden: jax.Array,
+    student_hidden: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """TinyBERT's hidden-state (and embedding) loss: MSE(H_s·W_h, H_t) on one layer pair.
+
+    The caller applies the projection W_h; both inputs are (B, L, d_t). Averaged over the
+    features of real tokens (all tokens with ``faithful`` or ``mask=None``).
+    """
+    t = teacher_hidden.astype(jnp.float32)
+    s = student_hidden.astype(jnp.float32)
+    if t.shape != s.shape:
+        raise ValueError(f"hidden_mse: teacher {t.shape} vs student {s.shape} (project first)")
+    tok = None if faithful or mask is None else mask.astype(jnp.float32)[:, :, None]
+    return _masked_mean((s - t) ** 2, tok, weights)
+
+
+def hidden_cosine(
+    teacher_hidden: jax.Array,
+    student_hidden: jax.Array,
+    mask: jax.Array | None = None,
+    weights: jax.Array | None = None,
+    *,
+    faithful: bool = False,
+) -> jax.Array:
+    """``1 − cos(h_s, h_t)`` per token, averaged over real tokens (all with ``faithful``).
+
+    The cosine alternative to :func:`hidden_mse` of the TinyBERT loss study (METHODS.md §6.3).
+    """
+    t = teacher_hidden.astype(jnp.float32)
+    s = student_hidden.astype(jnp.float32)
+    if t.shape != s.shape:
+        raise ValueError(f"hidden_cosine: teacher {t.shape} vs student {s.shape} (project first)")
+    dot = (t * s).sum(-1)
+    norms = jnp.sqrt(jnp.maximum((t * t).sum(-1) * (s * s).sum(-1), 1e-24))
+    tok = None if faithful or mask is None else mask.astype(jnp.float32)
+    return _masked_mean(1.0 - dot / norms, tok, weights)
+
+
+def soft_cross_entropy(
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    temperature: float = 1.0,
+    weights: jax.Array | None = None,
+    *,
+    labels: jax.Array | None = None,
+    faithful: bool = False,
+) -> jax.Array:
+    """TinyBERT's prediction loss ``−Σ_v p_t^T(v) · log p_s^T(v)``, mean over examples.
+
+    No T² factor (as in TinyBERT). ``faithful`` also divides by the number of classes (the
+    reference takes the mean over B·V). For a regression head (one logit) this is the MSE to
+    the teacher's output; ``faithful`` uses the gold ``labels`` instead (TinyBERT stage 2).
+    """
+    s = student_logits.astype(jnp.float32)
+    t = teacher_logits.astype(jnp.float32)
+    if s.shape[-1] == 1:
+        target = t[:, 0]
+        if faithful:
+            if labels is None:
+                raise ValueError("soft_cross_entropy: faithful regression needs the gold labels")
+            target = labels.astype(jnp.float32)
+        return weighted_mean((s[:, 0] - target) ** 2, weights)
+    p_t = jax.nn.softmax(t / temperature, axis=-1)
+    per = -(p_t * jax.nn.log_softmax(s / temperature, axis=-1)).sum(-1)
+    if faithful:
+        per = per / s.shape[-1]
+    return weighted_mean(per, weights)
+
+
+def _check_heads(t: jax.Array, s: jax.Array) -> None:
+    if t.shape[1] != s.shape[1]:
+        raise ValueError(
+            f"attention losses need equal head counts: teacher {t.shape[1]}, student {s.shape[1]}"
+        )
