@@ -40,6 +40,10 @@ def main(argv: list[str]) -> int:
 
         if not workdir:
             raise ValueError("--workdir is required")
+        if config.get("multihost"):
+            from fsd_jax.train.sharding import initialize_multihost
+
+            initialize_multihost()
         results = stages.run(config, workdir)
         keys = _SUMMARY_KEYS.get(config.stage)
         if keys:

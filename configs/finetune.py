@@ -50,4 +50,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train.checkpoint_every = 200
     c.train.keep_checkpoints = 2
     c.train.log_every = 20
+    # device mesh: batches split over "data" (-1: all devices), parameters over "model"
+    c.mesh = ConfigDict({"data": -1, "model": 1})
+    c.multihost = False  # True: jax.distributed.initialize(), each host feeds its rows
     return c

@@ -42,9 +42,10 @@ def evaluate(
     batch_size: int,
     seq_len: int,
     pad_to: Any = None,
+    predict: Any = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """GLUE metrics and logits for each split."""
-    predict = make_predict_fn(model)
+    """GLUE metrics and logits for each split (``predict``: e.g. a sharded predict function)."""
+    predict = predict or make_predict_fn(model)
     metrics, logits = {}, {}
     for name, data in splits.items():
         logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict, pad_to)

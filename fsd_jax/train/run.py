@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -19,8 +18,9 @@ from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.evaluate import evaluate
 from fsd_jax.train.loop import fit, restore
 from fsd_jax.train.optim import make_optimizer
+from fsd_jax.train.sharding import Sharder
 from fsd_jax.train.state import TrainState
-from fsd_jax.train.step import Objective, make_train_step
+from fsd_jax.train.step import Objective, make_predict_fn, make_train_step
 from fsd_jax.train.writer import MetricWriter
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -35,6 +35,9 @@ _NOT_FINGERPRINTED = {
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "train.log_every",
+    "mesh.data",  # results do not depend on the device layout (tests/test_sharding.py)
+    "mesh.model",
+    "multihost",
 }
 
 
@@ -132,7 +135,11 @@ def train_and_evaluate(
         schedule=t.get("schedule", "linear"),
         group_learning_rates=dict(t.get("group_learning_rates") or {}),
     )
-    state = TrainState.create(params, tx, config.seed, aux=aux)
+    sharder = Sharder.from_config(config)
+    sharder.check_batch_size(t.batch_size)
+    sharder.check_batch_size(t.eval_batch_size, "train.eval_batch_size")
+    state = sharder.put_state(TrainState.create(params, tx, config.seed, aux=aux))
+    step_args = sharder.put_args(step_args)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
@@ -141,7 +148,7 @@ def train_and_evaluate(
     pad_to = bucket_padding(config.data.get("buckets"), seq_len)
     try:
         state = restore(checkpointer, state, fp)
-        step = jax.jit(make_train_step(objective), donate_argnums=0)
+        step = sharder.jit_train_step(make_train_step(objective), state, step_args)
 
         def batches(epoch, start):
             return iterate_batches(
@@ -172,7 +179,14 @@ def train_and_evaluate(
             step_args=step_args,
         )
         metrics, _ = evaluate(
-            model, model_params(state.params), task, dev, t.eval_batch_size, seq_len, pad_to
+            model,
+            model_params(state.params),
+            task,
+            dev,
+            t.eval_batch_size,
+            seq_len,
+            pad_to,
+            predict=sharder.predict_fn(make_predict_fn(model)),
         )
         for split, m in metrics.items():
             writer.write(total, m, prefix=f"{split}/")
