@@ -123,4 +123,7 @@ def fit(
         "train_examples_per_s": examples / steady if steady > 0 else float("nan"),
         "train_metrics": last,
     }
+    cache_size = getattr(getattr(train_step, "jitted", None), "_cache_size", None)
+    if cache_size is not None:  # one program per bucket length; more means recompilation
+        stats["compiled_step_shapes"] = int(cache_size())
     return state, stats
