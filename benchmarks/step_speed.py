@@ -11,18 +11,14 @@ step time, examples/s and the ratio of each method's step time to VKD's.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-METHODS = ["vkd", "pkd", "rkd", "minilm", "fsd_i", "fsd_l", "fsd_il", "fsd_g", "fsd_ilg"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import METHODS, build_step, jax_runner, median, time_interleaved
 
 
 def build_steps(
@@ -36,10 +32,6 @@ def build_steps(
 ):
     from fsd_jax.data import encode, get_task, iterate_batches, load_examples
     from fsd_jax.models import load_pretrained, load_tokenizer
-    from fsd_jax.objective import make_distill_objective, needs_memory, parse_terms
-    from fsd_jax.train.optim import make_optimizer
-    from fsd_jax.train.state import TrainState
-    from fsd_jax.train.step import make_train_step
 
     t = get_task(task)
     labels = t.label_names or ("score",)
@@ -49,20 +41,8 @@ def build_steps(
     tmodel, tparams = load_pretrained(teacher, label_names=labels)
     steps = {}
     for m in methods:
-        cfg = importlib.import_module(f"configs.distill.{m}").get_config(task)
-        terms = parse_terms(cfg.objective)
         student, sparams = load_pretrained(teacher, label_names=labels, layers=layers)
-        objective = make_distill_objective(student, tmodel, terms)
-        params, args = {"student": sparams}, (tparams,)
-        if needs_memory(terms):
-            # a K = 100 memory of the right shape; its values do not change the cost
-            k, d_t, d_s = 100, tmodel.config.hidden_size, student.config.hidden_size
-            mem_t = jax.random.normal(jax.random.key(1), (k, seq_len, d_t))
-            params["memory"] = jax.random.normal(jax.random.key(2), (k, seq_len, d_s))
-            args = (tparams, mem_t)
-        state = TrainState.create(params, make_optimizer(5e-5, 1000), 0)
-        step = jax.jit(make_train_step(objective), donate_argnums=0)
-        steps[m] = [step, state, args]
+        steps[m] = build_step(m, task, tmodel, tparams, student, sparams, seq_len)
     return steps, batches
 
 
@@ -82,19 +62,8 @@ def main() -> None:
     steps, batches = build_steps(
         a.task, a.data_dir, a.teacher, a.layers, a.seq_len, a.batch_size, methods
     )
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    for m in methods:  # compile + warm up
-        for b in batches[:2]:
-            steps[m][1], _ = steps[m][0](steps[m][1], b, *steps[m][2])
-        jax.block_until_ready(steps[m][1].params)
-    for i in range(a.steps):
-        for m in methods:
-            b = batches[i % len(batches)]
-            t0 = time.perf_counter()
-            steps[m][1], metrics = steps[m][0](steps[m][1], b, *steps[m][2])
-            jax.block_until_ready(metrics["loss"])
-            times[m].append(time.perf_counter() - t0)
-    med = {m: statistics.median(v) for m, v in times.items()}
+    times = time_interleaved({m: jax_runner(steps[m], batches) for m in methods}, a.steps)
+    med = {m: median(v) for m, v in times.items()}
     rows = {
         m: {
             "median_step_s": med[m],

@@ -38,11 +38,12 @@ def _valid_count(n: int, mask: jax.Array | None) -> jax.Array:
 def center(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Subtract the column means over valid rows (float32); masked rows become 0."""
     x = x.astype(jnp.float32)
-    if mask is None:
-        return x - x.mean(axis=0, keepdims=True)
-    w = mask.astype(jnp.float32)[:, None]
-    mean = (x * w).sum(axis=0, keepdims=True) / jnp.maximum(w.sum(), 1.0)
-    return (x - mean) * w
+    w = jnp.ones(x.shape[0], jnp.float32) if mask is None else mask.astype(jnp.float32)
+    # the mean as a (1, n) x (n, p) product: XLA:CPU's column reduction is ~20x slower
+    # (benchmarks/run.py, docs/benchmarks.md)
+    mean = (w @ x) / jnp.maximum(w.sum(), 1.0)
+    xc = x - mean[None, :]
+    return xc if mask is None else xc * w[:, None]
 
 
 def _unit(x: jax.Array) -> jax.Array:

