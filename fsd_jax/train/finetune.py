@@ -22,6 +22,7 @@ def run_finetune(
         config.model.name_or_path,
         label_names=task.label_names or ("score",),
         layers=parse_layers(config.model.layers),
+        hidden_size=config.model.get("hidden_size") or None,
         dtype=dtype_of(config.model.dtype),
         seed=config.seed,
     )
