@@ -415,7 +415,8 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             count = 6 if a.quick else 24
             buckets = "16,32,64" if a.quick else "16,32,48,64,80,96,112"
-            out["bucketing"] = bench_bucketing(models, Path(a.data_dir), b, 128, count, buckets)
+            full = a.seq_len or 128  # SST-2 against the usual L = 128 unless told otherwise
+            out["bucketing"] = bench_bucketing(models, Path(a.data_dir), b, full, count, buckets)
     if "mfu" in sections:
         if gpu:
             vkd = out["steps"]["rows"]["vkd"]["median_step_s"]

@@ -21,32 +21,6 @@ def _run(script: str, *args: str) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
 
 
-def test_step_speed_reports_ratios_to_vkd(tiny_teacher, tmp_path):
-    out = tmp_path / "speed.json"
-    _run(
-        "step_speed.py",
-        "--teacher",
-        str(tiny_teacher),
-        "--layers",
-        "every:2",
-        "--task",
-        "quickstart",
-        "--seq_len",
-        "16",
-        "--batch_size",
-        "8",
-        "--steps",
-        "1",
-        "--methods",
-        "vkd,fsd_il,fsd_ilg",
-        "--out",
-        str(out),
-    )
-    rows = json.loads(out.read_text())["methods"]
-    assert rows["vkd"]["step_time_over_vkd"] == 1.0
-    assert all(r["examples_per_s"] > 0 for r in rows.values())
-
-
 def test_suite_quick_writes_the_ratios(tiny_teacher, tmp_path):
     out = tmp_path / "bench.json"
     _run(
@@ -59,7 +33,7 @@ def test_suite_quick_writes_the_ratios(tiny_teacher, tmp_path):
         "--batch_size",
         "4",
         "--seq_len",
-        "16",
+        "32",
         "--steps",
         "1",
         "--out",
