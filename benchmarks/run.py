@@ -195,6 +195,7 @@ def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
     from transformers import BertForSequenceClassification as TorchBert
 
     transformers.logging.set_verbosity_error()  # the student load reports skipped layers
+    transformers.logging.disable_progress_bar()
     torch.set_num_threads(os.cpu_count() or 1)
     teacher, _, student, _, hf_dir = models
     n_s = student.config.num_hidden_layers
