@@ -4,7 +4,9 @@
 
 ``--model`` is a training workdir, a Hugging Face directory or a hub id. Writes
 ``metrics.json`` and ``predictions_<split>.tsv`` into ``--out`` (default ``<model>/eval_<task>``
-for a directory, else ``eval_<task>``).
+for a directory, else ``eval_<task>``). With ``--teacher DIR`` it also writes ``analysis.json``
+(CKA heat-map diagonal mean, restoration rate, relation differences, parameter counts) and
+``cka_heatmap.png`` (METHODS.md §2.9).
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ _DATA = flags.DEFINE_string("data_dir", None, "Local glue_data directory (defaul
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _LEN = flags.DEFINE_integer("max_seq_length", None, "Default: the workdir's, else 128.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.")
+_TEACHER = flags.DEFINE_string(
+    "teacher",
+    None,
+    "Also analyse the model against this teacher (CKA heat map, restoration "
+    "rate, relation differences, parameter counts).",
+)
+_POOL = flags.DEFINE_integer("pool_batches", 8, "Dev mini-batches in the CKA heat map pool.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for input errors.")
 
 
@@ -48,6 +57,28 @@ def main(argv: list[str]) -> int:
         )
         print(json.dumps(metrics, indent=2))
         print(f"wrote {out}/metrics.json and predictions", file=sys.stderr)
+        if _TEACHER.value:
+            from fsd_jax.analysis import analyze
+
+            train_cfg = model / "train_config.json"
+            length = _LEN.value or (
+                json.loads(train_cfg.read_text())["data"]["max_seq_length"]
+                if train_cfg.is_file()
+                else 128
+            )
+            res = analyze(
+                _MODEL.value,
+                _TEACHER.value,
+                _TASK.value,
+                out,
+                data_dir=_DATA.value,
+                max_seq_length=length,
+                num_batches=_POOL.value,
+            )
+            summary = {k: res[k] for k in ("cka_diagonal_mean", "relation_differences")}
+            summary["restoration_rate"] = res.get("restoration_rate")
+            print(json.dumps(summary, indent=2))
+            print(f"wrote {out}/analysis.json and cka_heatmap.png", file=sys.stderr)
 
     return cli.run_cli(run, debug=_DEBUG.value)
 

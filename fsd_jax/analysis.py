@@ -1,0 +1,230 @@
+"""Analyses of a distilled student against its teacher (METHODS.md §2.9; FSD paper §5).
+
+- :func:`cka_heatmap`: linear CKA between the teacher's features on dev mini-batch i and the
+  model's on batch j, over a pool of batches; the diagonal mean is the paper's Table 6.
+- :func:`restoration_rate`: precision, recall and F1 of the model's predicted labels with the
+  teacher's predictions as ground truth (macro-averaged for more than two classes).
+- :func:`relation_differences`: Eq. 12–13, mean absolute difference between the model's and
+  the teacher's inter-feature (sample × sample) and intra-feature (token × token) Euclidean
+  distance and cosine matrices.
+- :func:`param_count`.
+
+Features are penultimate hidden states with padding zeroed, flattened per example (the FSD-L
+form), at a fixed sequence length so that every batch has the same width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fsd_jax.cka import linear_cka
+from fsd_jax.data import Encoded, iterate_batches
+from fsd_jax.models import BertForSequenceClassification
+from fsd_jax.train.step import model_inputs
+
+
+def hidden_features(
+    model: BertForSequenceClassification,
+    params: Any,
+    data: Encoded,
+    *,
+    batch_size: int,
+    seq_len: int,
+    layer: int = -2,
+    num_batches: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(hidden (B, L, d) with padding zeroed, mask (B, L))`` for full dev batches in order.
+
+    The last partial batch is dropped (CKA compares equal row counts).
+    """
+
+    @jax.jit
+    def forward(p, batch):
+        h = model.apply({"params": p}, **model_inputs(batch)).hidden_states[layer]
+        return h.astype(jnp.float32) * batch["attention_mask"][..., None]
+
+    out = []
+    for batch in iterate_batches(data, batch_size, seq_len):
+        if (batch["weights"] == 0).any():
+            break
+        out.append((np.asarray(forward(params, batch)), batch["attention_mask"]))
+        if num_batches is not None and len(out) >= num_batches:
+            break
+    if not out:
+        raise ValueError(
+            f"no full batch of {batch_size} examples in {len(data)}: use a smaller batch size"
+        )
+    return out
+
+
+def cka_heatmap(teacher: Sequence[np.ndarray], model: Sequence[np.ndarray]) -> np.ndarray:
+    """(P, P) matrix: cell (i, j) = linear CKA(teacher batch i, model batch j), each (B, ...)
+    flattened per example."""
+    if len(teacher) != len(model):
+        raise ValueError(f"{len(teacher)} teacher batches vs {len(model)} model batches")
+    t = jnp.stack([jnp.asarray(x).reshape(x.shape[0], -1) for x in teacher])
+    s = jnp.stack([jnp.asarray(x).reshape(x.shape[0], -1) for x in model])
+    rows = jax.jit(jax.vmap(jax.vmap(linear_cka, in_axes=(None, 0)), in_axes=(0, None)))
+    return np.asarray(rows(t, s), np.float64)
+
+
+def diagonal_mean(matrix: np.ndarray) -> float:
+    return float(np.mean(np.diag(matrix)))
+
+
+def restoration_rate(
+    teacher_predictions: np.ndarray, model_predictions: np.ndarray, num_classes: int
+) -> dict[str, float]:
+    """Precision, recall and F1 of the model's labels against the teacher's (METHODS.md §2.9).
+
+    Binary tasks score class 1 as positive; more classes are macro-averaged.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if num_classes < 2:
+        raise ValueError("restoration rate needs a classification task (STS-B has none)")
+    average = "binary" if num_classes == 2 else "macro"
+    p, r, f, _ = precision_recall_fscore_support(
+        teacher_predictions,
+        model_predictions,
+        average=average,
+        labels=None if average == "binary" else list(range(num_classes)),
+        zero_division=0.0,
+    )
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
+
+
+def _distances(x: np.ndarray) -> np.ndarray:
+    sq = (x * x).sum(-1)
+    d2 = sq[..., :, None] + sq[..., None, :] - 2.0 * x @ np.swapaxes(x, -1, -2)
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _cosines(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    u = x / np.maximum(n, 1e-12)
+    return u @ np.swapaxes(u, -1, -2)
+
+
+def relation_differences(
+    teacher: np.ndarray, model: np.ndarray, mask: np.ndarray
+) -> dict[str, float]:
+    """Eq. 12–13 on one batch of (B, L, d) features (padding zeroed) with mask (B, L).
+
+    inter: mean over pairs (a, b) of | rel(f_s^a, f_s^b) − rel(f_t^a, f_t^b) | on flattened
+    features; intra: the same over token pairs of each example's real tokens, averaged over
+    examples; rel = Euclidean distance or cosine. Float64.
+    """
+    t = np.asarray(teacher, np.float64)
+    s = np.asarray(model, np.float64)
+    b = t.shape[0]
+    tf, sf = t.reshape(b, -1), s.reshape(b, -1)
+    out = {
+        "inter_euclid": float(np.abs(_distances(sf) - _distances(tf)).mean()),
+        "inter_cos": float(np.abs(_cosines(sf) - _cosines(tf)).mean()),
+    }
+    e, c = [], []
+    for i in range(b):
+        n = int(mask[i].sum())
+        ti, si = t[i, :n], s[i, :n]
+        e.append(np.abs(_distances(si) - _distances(ti)).mean())
+        c.append(np.abs(_cosines(si) - _cosines(ti)).mean())
+    out["intra_euclid"] = float(np.mean(e))
+    out["intra_cos"] = float(np.mean(c))
+    return out
+
+
+def param_count(params: Any) -> int:
+    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
+
+
+def plot_heatmap(matrix: np.ndarray, path: str | Path, title: str) -> Path:
+    """Save a heat map PNG (teacher batches on rows, model batches on columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=120)
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xlabel("model batch")
+    ax.set_ylabel("teacher batch")
+    ax.set_title(f"{title}\ndiagonal mean {diagonal_mean(matrix):.3f}", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def analyze(
+    model_path: str | Path,
+    teacher_path: str | Path,
+    task_name: str,
+    out_dir: str | Path,
+    *,
+    data_dir: str | None = None,
+    max_seq_length: int = 128,
+    batch_size: int = 32,
+    num_batches: int = 8,
+    cache_dir: str | None = None,
+) -> dict:
+    """Every analysis of ``model_path`` against ``teacher_path`` on the task's first dev split.
+
+    Writes ``analysis.json`` and ``cka_heatmap.png`` into ``out_dir`` and returns the JSON.
+    """
+    import json
+
+    from fsd_jax.data import encode, get_task, load_examples
+    from fsd_jax.metrics import predictions_from_logits
+    from fsd_jax.models import load_pretrained, load_tokenizer
+    from fsd_jax.train.evaluate import predict_logits
+
+    task = get_task(task_name)
+    split = next(iter(task.dev_splits))
+    model, params = load_pretrained(model_path)
+    teacher, t_params = load_pretrained(teacher_path)
+    if model.config.vocab_size != teacher.config.vocab_size:
+        raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
+    data = encode(
+        load_examples(task, split, data_dir),
+        load_tokenizer(teacher_path),
+        max_seq_length,
+        cache_dir,
+    )
+    kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
+    t_feats = hidden_features(teacher, t_params, data, **kw)
+    m_feats = hidden_features(model, params, data, **kw)
+    heat = cka_heatmap([f for f, _ in t_feats], [f for f, _ in m_feats])
+    rel = [
+        relation_differences(t, m, mask) for (t, mask), (m, _) in zip(t_feats, m_feats, strict=True)
+    ]
+    result: dict[str, Any] = {
+        "model": str(model_path),
+        "teacher": str(teacher_path),
+        "task": task.name,
+        "split": split,
+        "pool": {"batches": len(t_feats), "batch_size": batch_size, "seq_len": max_seq_length},
+        "cka_diagonal_mean": diagonal_mean(heat),
+        "cka_heatmap": heat.tolist(),
+        "relation_differences": {k: float(np.mean([r[k] for r in rel])) for k in rel[0]},
+        "params": {"model": param_count(params), "teacher": param_count(t_params)},
+    }
+    if not model.config.is_regression:
+        preds = [
+            predictions_from_logits(task, predict_logits(m, p, data, 128, max_seq_length))
+            for m, p in ((teacher, t_params), (model, params))
+        ]
+        result["restoration_rate"] = restoration_rate(preds[0], preds[1], task.num_labels)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {Path(str(model_path)).name}")
+    (out / "analysis.json").write_text(json.dumps(result, indent=2))
+    return result
