@@ -212,3 +212,41 @@ def test_bucketed_training_matches_full_padding(tiny_checkpoint, tmp_path):
     a, b = _params(tmp_path / "full"), _params(tmp_path / "bucketed")
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=2e-5), a, b)
     assert bucketed["dev"]["dev"]["accuracy"] == full["dev"]["dev"]["accuracy"]
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+    import optax
+
+    from fsd_jax.train.loop import NonFiniteLossError, fit
+    from fsd_jax.train.state import TrainState
+    from fsd_jax.train.writer import MetricWriter
+
+    def step(state, batch):
+        bad = state.step >= 3  # the loss turns NaN from the 4th step on
+        return state.replace(step=state.step + 1), {"loss": jnp.where(bad, jnp.nan, 1.0)}
+
+    def batches(epoch, start):
+        for _ in range(start, 10):
+            yield {"weights": np.ones(2, np.float32)}
+
+    ck = Checkpointer(tmp_path / "ck")
+    writer = MetricWriter(tmp_path, tensorboard=False)
+    with pytest.raises(
+        NonFiniteLossError, match=r"loss is nan in steps 1..6 \(checkpoint of step 3 kept\)"
+    ):
+        fit(
+            TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
+            step,
+            batches,
+            steps_per_epoch=10,
+            total_steps=10,
+            checkpointer=ck,
+            writer=writer,
+            fingerprint={},
+            checkpoint_every=3,
+            log_every=10,  # caught by the check before the step-6 checkpoint
+            progress=False,
+        )
+    ck.wait()
+    assert ck.manager.all_steps() == [3]
+    ck.close()

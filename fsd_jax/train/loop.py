@@ -24,6 +24,21 @@ class ConfigMismatchError(ValueError):
     """The workdir holds a run made with a different configuration."""
 
 
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite; nothing after the last good checkpoint is kept."""
+
+
+def _check_finite(window_loss: float, first: int, last: int, checkpointer: Checkpointer) -> None:
+    if np.isfinite(window_loss):
+        return
+    good = checkpointer.manager.latest_step()
+    kept = f"checkpoint of step {good} kept" if good is not None else "no checkpoint written"
+    raise NonFiniteLossError(
+        f"training loss is {window_loss} in steps {first}..{last} ({kept}): lower "
+        "train.learning_rate, check the inputs for NaN, or the loss weights"
+    )
+
+
 def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) -> TrainState:
     """``state`` from the newest readable checkpoint, or ``state`` itself if there is none.
 
@@ -99,12 +114,15 @@ def fit(
             bar.update(1)
             if step % log_every == 0 or step == total_steps:
                 means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+                _check_finite(means["loss"], step - count + 1, step, checkpointer)
                 means["epoch"] = step / steps_per_epoch
                 writer.write(step, means, prefix="train/")
                 last = means
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 sums, count = None, 0
             if step % checkpoint_every == 0 and step < total_steps:
+                if sums is not None:  # never checkpoint a diverged state
+                    _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
                 checkpointer.save(step, state, {"fingerprint": fingerprint})
             if on_step is not None:
                 on_step(step)
