@@ -32,11 +32,12 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup()
-    config = _CONFIG.value
     workdir = _WORKDIR.value
 
     def run():
         from fsd_jax.train import stages
+
+        config = _CONFIG.value
 
         if not workdir:
             raise ValueError("--workdir is required")
@@ -53,4 +54,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # a missing config file or a get_config() that rejects its argument is a one-line error,
+    # not the traceback ml_collections prints while parsing flags
+    cli.check_config_flag(sys.argv, "config", "configs/distill")
     sys.exit(app.run(main))

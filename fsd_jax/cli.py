@@ -39,3 +39,38 @@ def run_cli(main: Callable[[], int | None], debug: bool = False) -> int:
         msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+
+def check_config_flag(argv: list[str], flag: str = "config", listing: str | None = None) -> None:
+    """Exit with ``error: ...`` (status 2) if ``--flag file.py[:arg]`` cannot give a config.
+
+    Loads the file and calls ``get_config`` the way ml_collections will, so that a missing file
+    or an argument ``get_config`` rejects (an unknown task or variant) is reported in one line.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = None
+    for i, a in enumerate(argv):
+        if a.startswith(f"--{flag}="):
+            spec = a.split("=", 1)[1]
+        elif a == f"--{flag}" and i + 1 < len(argv):
+            spec = argv[i + 1]
+    if spec is None:
+        return
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        extra = ""
+        if listing and Path(listing).is_dir():
+            names = sorted(p.stem for p in Path(listing).glob("[!_]*.py"))
+            extra = f" (configs in {listing}: {', '.join(names)})"
+        print(f"error: --{flag} {path}: no such file{extra}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        module_spec = importlib.util.spec_from_file_location("_checked_config", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        module.get_config(*([arg] if arg else []))
+    except USER_ERRORS as e:
+        print(f"error: --{flag} {spec}: {e}", file=sys.stderr)
+        sys.exit(2)

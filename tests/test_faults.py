@@ -89,3 +89,142 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_checkpoint, tmp_p
     a = load_pretrained(killed)[1]
     b = load_pretrained(tmp_path / "whole")[1]
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+# ------------------------------------------------------------------ a corpus of bad inputs
+def _tsv(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _rte_rows(*rows):
+    return "index\tsentence1\tsentence2\tlabel\n" + "".join(r + "\n" for r in rows)
+
+
+def _bad_inputs(tmp_path):
+    """(description, callable, message regex): each must raise a user error naming the cause."""
+    import types
+
+    from fsd_jax.data import bucket_padding, get_task, load_examples, read_tsv
+    from fsd_jax.losses import transport_simplex
+    from fsd_jax.mapping import layer_mapping
+    from fsd_jax.models import BertConfig
+    from fsd_jax.models.surgery import narrow, resolve_layers
+    from fsd_jax.objective import parse_terms
+    from fsd_jax.train.optim import make_optimizer
+    from fsd_jax.train.run import dtype_of, parse_layers
+    from fsd_jax.train.sharding import Sharder
+
+    rte = get_task("rte")
+    small = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2, num_attention_heads=2)
+    return [
+        (
+            "ragged row",
+            lambda: read_tsv(
+                rte, _tsv(tmp_path, "a.tsv", _rte_rows("0\ta\tb\tentailment", "1\ta"))
+            ),
+            r"a\.tsv:3: expected 4 tab-separated columns, found 2",
+        ),
+        (
+            "unknown label",
+            lambda: read_tsv(rte, _tsv(tmp_path, "b.tsv", _rte_rows("0\ta\tb\tperhaps"))),
+            r"b\.tsv:2: unknown label 'perhaps'",
+        ),
+        ("empty file", lambda: read_tsv(rte, _tsv(tmp_path, "c.tsv", "")), r"c\.tsv: empty file"),
+        (
+            "header only",
+            lambda: read_tsv(rte, _tsv(tmp_path, "d.tsv", _rte_rows())),
+            r"d\.tsv: no examples",
+        ),
+        (
+            "wrong header",
+            lambda: read_tsv(rte, _tsv(tmp_path, "e.tsv", "index\tpremise\tlabel\n0\ta\tx\n")),
+            r"e\.tsv:1: header has no column",
+        ),
+        ("unknown task", lambda: get_task("glue9"), "unknown task 'glue9'"),
+        ("unknown split", lambda: load_examples("rte", "test", tmp_path), "unknown split 'test'"),
+        (
+            "missing data dir",
+            lambda: load_examples("rte", "train", tmp_path / "nope"),
+            "data directory not found",
+        ),
+        ("unknown term", lambda: parse_terms({"fsd_x": {"weight": 1}}), "objective.fsd_x"),
+        (
+            "unknown option",
+            lambda: parse_terms({"kd": {"weight": 1, "temp": 2}}),
+            r"objective.kd: unknown options \['temp'\]",
+        ),
+        ("no weight", lambda: parse_terms({"kd": {}}), "objective.kd: missing 'weight'"),
+        ("layer spec", lambda: resolve_layers("first:9", 6), "source model has only 6 layers"),
+        ("layer list", lambda: parse_layers("2,x"), "expected e.g. '2,4,6'"),
+        (
+            "mapping range",
+            lambda: layer_mapping("explicit", 6, 3, layers="1,2,9"),
+            r"teacher layers \[9\] out of range 1..6",
+        ),
+        (
+            "mapping depth",
+            lambda: layer_mapping("uniform", 6, 4),
+            "teacher depth must be a multiple",
+        ),
+        ("buckets", lambda: bucket_padding("32,abc", 128), "data.buckets='32,abc'"),
+        ("dtype", lambda: dtype_of("float8"), "model.dtype='float8'"),
+        ("schedule", lambda: make_optimizer(1e-3, 10, schedule="cosine"), "train.schedule"),
+        (
+            "narrow width",
+            lambda: narrow(small, {}, 5),
+            "model.hidden_size=5: must be in 1..8 and a multiple of the 2 attention heads",
+        ),
+        (
+            "data axis",
+            lambda: Sharder(
+                mesh=types.SimpleNamespace(shape={"data": 4, "model": 1})
+            ).check_batch_size(6),
+            r"train.batch_size=6: must be a multiple of the data-parallel size \(4 devices",
+        ),
+        (
+            "transport totals",
+            lambda: transport_simplex(np.ones((2, 2)), np.ones(2), np.ones(2) * 2),
+            "total supply 2.0 != total demand 4.0",
+        ),
+    ]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    from fsd_jax.cli import USER_ERRORS
+
+    cases = _bad_inputs(tmp_path)
+    assert len(cases) >= 20
+    import re
+
+    for name, fn, pattern in cases:
+        try:
+            fn()
+        except USER_ERRORS as e:
+            msg = str(e)
+            assert re.search(pattern, msg), f"{name}: {msg!r}"
+            assert "\n" not in msg, f"{name}: not one line: {msg!r}"
+        else:
+            raise AssertionError(f"{name}: no error")
+
+
+def test_degenerate_but_valid_inputs_give_finite_results():
+    from fsd_jax import losses
+    from fsd_jax.cka import cka_loss, linear_cka
+
+    rng = np.random.default_rng(0)
+    one_t, one_s = rng.normal(size=(1, 5, 4)), rng.normal(size=(1, 5, 4))
+    mask1 = np.ones((1, 5))
+    for fn in (losses.fsd_local, losses.fsd_intra):  # a batch of one
+        assert np.isfinite(fn(one_t, one_s, mask1))
+    assert np.isfinite(losses.rkd_distance(one_t[:, 0], one_s[:, 0]))
+    assert np.isfinite(losses.rkd_angle(one_t[:, 0], one_s[:, 0]))
+    t, s = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4))
+    mask = np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])  # an all-padding row
+    w = np.array([1.0, 0.0, 1.0])
+    for fn in (losses.fsd_intra, losses.fsd_local, losses.hidden_mse, losses.hidden_cosine):
+        assert np.isfinite(fn(t, s, mask, w)), fn.__name__
+    const = np.ones((6, 3))
+    assert float(linear_cka(const, rng.normal(size=(6, 2)))) == 0.0
+    assert np.isfinite(cka_loss(const, const))

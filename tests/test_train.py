@@ -146,6 +146,14 @@ def _cli(*args, cwd=ROOT):
             ["--config", "configs/finetune.py:quickstart", "--config.model.layers", "first:9"],
             "error: layer spec 'first:9': source model has only 6 layers",
         ),
+        (
+            ["--config", "configs/distill/nosuch.py:rte"],
+            "error: --config configs/distill/nosuch.py: no such file (configs in configs/distill:",
+        ),
+        (
+            ["--config=configs/distill/tinybert.py:rte,bogus"],
+            "error: --config configs/distill/tinybert.py:rte,bogus: tinybert variants ['bogus']",
+        ),
     ],
 )
 def test_train_cli_errors_are_one_line(args, message, tmp_path, minilm_dir):
