@@ -20,10 +20,14 @@ def run(config: Any, workdir: str | Path) -> dict:
         from fsd_jax.train.teacher_memory import run_memory
 
         return run_memory(config, workdir)
+    if stage == "grid":
+        from fsd_jax.grid import run_grid
+
+        return run_grid(config, workdir)
     if stage == "quickstart":
         from fsd_jax.train.quickstart import run_quickstart
 
         return run_quickstart(config, workdir)
     raise ValueError(
-        f"config.stage={stage!r}: expected 'finetune', 'distill', 'memory' or 'quickstart'"
+        f"config.stage={stage!r}: expected 'finetune', 'distill', 'memory', 'grid' or 'quickstart'"
     )

@@ -1,0 +1,45 @@
+"""The experiment grid of issue 7: methods × tasks × seeds on real GLUE, one command.
+
+    python train.py --config configs/grid.py --workdir runs/grid \
+        --config.grid.report_dir docs/results_grid
+
+Runs (or resumes) every cell: the MiniLM teacher fine-tuned once per task, its k-means memory once
+per task when FSD-G/ILG are in the grid, then each method with each seed on a 3-layer student
+(teacher layers 1–3), all with the same budget (3 epochs, L = 128, exact bucketing), final-epoch
+model (no dev-based checkpoint picking). Writes results.md / results.csv / results.png (mean ± std
+over seeds) into ``grid.report_dir``. ``--config.grid.tasks mrpc --config.grid.seeds 0`` for a
+slice; a cell that finished is never run again.
+"""
+
+from ml_collections import ConfigDict
+
+METHODS = "nokd,vkd,pkd,rkd,minilm,fsd_i,fsd_l,fsd_g,fsd_il,fsd_ilg,tinybert,bert_emd,lad"
+
+
+def get_config(arg=None):
+    c = ConfigDict()
+    c.stage = "grid"
+    c.progress = True
+    c.grid = ConfigDict(
+        {
+            "tasks": "rte,mrpc,cola,wnli",
+            "methods": METHODS,
+            "seeds": "0,1,2",
+            "student_layers": "first:3",
+            "title": "fsd-jax results: MiniLM teacher (6 layers) → 3-layer student",
+            "report_dir": "",
+            # every run (teacher, memory, students)
+            "common": {
+                "data": {"data_dir": "../shared/glue_data", "buckets": "48,64,80,96,112,128"}
+            },
+            "teacher": {},
+            "memory": {},  # e.g. {"memory": {"num_clusters": 100}}
+            "teacher_per_task": {},
+            # every student; methods whose reference budget differs get the same 3 epochs
+            "student": {"train": {"num_epochs": 3.0}},
+            "methods_overrides": {
+                "tinybert": {"phases": {"intermediate": {"train": {"num_epochs": 3.0}}}}
+            },
+        }
+    )
+    return c
