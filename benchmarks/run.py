@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import build_step, jax_runner, median, time_interleaved
+from common import METHODS, build_step, jax_runner, median, time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = ROOT.parent / "shared" / "glue_data"
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     b = a.batch_size or (16 if a.quick else 32)
     n = a.seq_len or (64 if a.quick else 128)
     steps = a.steps or (3 if a.quick else 8)
-    methods = (a.methods or ("vkd,rkd,fsd_il,fsd_ilg" if a.quick else ",".join(_ALL))).split(",")
+    methods = (a.methods or ("vkd,rkd,fsd_il,fsd_ilg" if a.quick else ",".join(METHODS))).split(",")
     for needed in ("vkd", "fsd_il"):
         if needed not in methods:
             methods.insert(0, needed)
@@ -440,22 +440,6 @@ def main(argv: list[str] | None = None) -> dict:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=2))
     return out
-
-
-_ALL = [
-    "vkd",
-    "pkd",
-    "rkd",
-    "minilm",
-    "fsd_i",
-    "fsd_l",
-    "fsd_il",
-    "fsd_g",
-    "fsd_ilg",
-    "tinybert",
-    "bert_emd",
-    "lad",
-]
 
 
 def _default_teacher() -> str:
