@@ -6,9 +6,12 @@
 Runs (or resumes) every cell: the MiniLM teacher fine-tuned once per task, its k-means memory once
 per task when FSD-G/ILG are in the grid, then each method with each seed on a 3-layer student
 (teacher layers 1–3), all with the same budget (3 epochs, L = 128, exact bucketing), final-epoch
-model (no dev-based checkpoint picking). Writes results.md / results.csv / results.png (mean ± std
-over seeds) into ``grid.report_dir``. ``--config.grid.tasks mrpc --config.grid.seeds 0`` for a
-slice; a cell that finished is never run again.
+model (no dev-based checkpoint picking). Each finished cell is analysed against its teacher (CKA
+heat map over ``analysis_batches`` dev batches, restoration rate, relation differences). Writes
+results.md / results.csv / results.png (mean ± std over seeds) and cka_<task>.png into
+``grid.report_dir``. ``--config.grid.tasks mrpc --config.grid.seeds 0`` for a slice; a cell that
+finished is never run again. ``grid.teacher_search`` (fields of ``config.train`` → comma-separated
+values) fine-tunes one teacher per combination and keeps the best dev score.
 """
 
 from ml_collections import ConfigDict
@@ -28,6 +31,9 @@ def get_config(arg=None):
             "student_layers": "first:3",
             "title": "fsd-jax results: MiniLM teacher (6 layers) → 3-layer student",
             "report_dir": "",
+            "preamble_file": "",  # Markdown put under the title of results.md
+            "analysis_batches": 8,  # dev batches in each cell's CKA pool; 0: no analyses
+            "teacher_search": {},  # e.g. {"learning_rate": "3e-5,5e-5,1e-4", "num_epochs": "3,5"}
             # every run (teacher, memory, students)
             "common": {
                 "data": {"data_dir": "../shared/glue_data", "buckets": "48,64,80,96,112,128"}

@@ -2,28 +2,32 @@
 
 Layout under the grid's workdir::
 
-    <task>/teacher            stage finetune (the teacher, once per task)
+    <task>/teacher            stage finetune (the teacher, once per task), or with
+    <task>/teacher_search/*   ``grid.teacher_search``: one teacher per candidate setting, the
+                              best dev score chosen (``<task>/teacher_search.json``)
     <task>/memory             stage memory (once per task, if a method needs it)
-    <task>/<method>/seed<k>   one cell: stage distill (or finetune for ``nokd``)
+    <task>/<method>/seed<k>   one cell: stage distill (or finetune for ``nokd``), with
+                              ``analysis/`` (CKA heat map, restoration, relation differences)
 
 A cell whose ``results.json`` exists is done and skipped; an interrupted cell resumes from its
-checkpoints, so running the grid again continues a half-finished grid. :func:`aggregate` turns the
-cells into mean ± std tables (Markdown, CSV) and a bar plot.
+checkpoints, so running the grid again continues a half-finished grid.
+:mod:`fsd_jax.grid_report` turns the cells into mean ± std tables (Markdown, CSV) and plots.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib
+import itertools
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
+
+from fsd_jax.grid_report import aggregate, aggregate_analyses, write_report
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path
 
 def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     """Run every missing cell of ``config.grid`` under ``workdir``; return :func:`aggregate`."""
-    from configs import finetune, memory
+    from configs import memory
     from fsd_jax.objective import needs_memory, parse_terms
     from fsd_jax.train.distill import run_distill
     from fsd_jax.train.finetune import run_finetune
@@ -93,24 +97,20 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     seeds = [int(s) for s in _split(g.seeds)]
     cells = [(t, m, s) for t in tasks for m in methods for s in seeds]
     bar = tqdm(total=len(cells), desc="grid", disable=not config.get("progress", True))
+    teachers, searches = {}, {}
     for task in tasks:
-        teacher = workdir / task / "teacher"
-        if not (teacher / "results.json").is_file():
-            tc = _apply(finetune.get_config(task), g.get("common"))
-            _apply(tc, g.get("teacher"))
-            _apply(tc, (g.get("teacher_per_task") or {}).get(task))
-            tc.progress = False
-            log.info("grid: fine-tuning the %s teacher", task)
-            run_finetune(tc, teacher)
+        teacher, searches[task] = _teacher(g, task, workdir)
+        teachers[task] = teacher
         mem = workdir / task / "memory"
         for spec in methods:
             for seed in seeds:
                 out = workdir / task / method_name(spec) / f"seed{seed}"
                 bar.set_postfix_str(f"{task} {method_name(spec)} seed {seed}")
+                c = cell_config(g, task, spec, seed, teacher)
                 if (out / "results.json").is_file():
+                    _analyze(g, c, out, teacher, task)
                     bar.update(1)
                     continue
-                c = cell_config(g, task, spec, seed, teacher)
                 if spec != NO_KD and needs_memory(parse_terms(c.objective)):
                     if not (mem / "memory.npz").is_file():
                         mc = _apply(memory.get_config(task), g.get("common"))
@@ -119,117 +119,99 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                         run_memory(mc, mem)
                     c.teacher_memory = str(mem)
                 (run_finetune if spec == NO_KD else run_distill)(c, out)
+                _analyze(g, c, out, teacher, task)
                 bar.update(1)
     bar.close()
-    table = aggregate(workdir, tasks, [method_name(m) for m in methods])
+    names = [method_name(m) for m in methods]
+    table = aggregate(workdir, tasks, names, teachers)
+    analyses = aggregate_analyses(workdir, tasks, names)
+    preamble = Path(g.preamble_file).read_text() if g.get("preamble_file") else ""
     report = write_report(
-        table, g.get("report_dir") or workdir / "report", g.get("title", "Results")
+        table,
+        g.get("report_dir") or workdir / "report",
+        g.get("title", "Results"),
+        analyses=analyses,
+        heatmaps={t: _heatmaps(workdir, t, names) for t in tasks},
+        preamble=preamble,
+        teacher_search=searches,
     )
-    return {"stage": "grid", "table": table, "report": {k: str(v) for k, v in report.items()}}
+    return {
+        "stage": "grid",
+        "table": table,
+        "analyses": analyses,
+        "report": {k: str(v) for k, v in report.items()},
+    }
 
 
-def _cells(workdir: Path, task: str, method: str) -> list[dict]:
-    out = []
-    for f in sorted((workdir / task / method).glob("seed*/results.json")):
-        out.append(json.loads(f.read_text()))
-    return out
+def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """``{"learning_rate": "3e-5,1e-4", "num_epochs": "3"}`` → one dict per combination
+    (fields of ``config.train``, values as strings, in the given order)."""
+    keys = list(search or {})
+    grids = [_split(search[k]) for k in keys]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
 
 
-def aggregate(workdir: str | Path, tasks: list[str], methods: list[str]) -> dict:
-    """Mean ± std (over seeds) of every dev metric, per task and method, from the cells' results.
+def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]:
+    """Fine-tune the task's teacher (every candidate of ``grid.teacher_search``, keeping the
+    best dev score) unless done; return its directory and the candidates' scores."""
+    from configs import finetune
+    from fsd_jax.train.finetune import run_finetune
 
-    Returns ``{task: {method: {metric: (mean, std, n)}}}`` plus the teacher's metrics under
-    ``"teacher"``.
-    """
-    workdir = Path(workdir)
-    table: dict = {}
-    for task in tasks:
-        rows: dict = {}
-        t_file = workdir / task / "teacher" / "results.json"
-        if t_file.is_file():
-            dev = json.loads(t_file.read_text())["dev"]
-            rows["teacher"] = {k: (v, 0.0, 1) for k, v in _flat(dev).items()}
-        for m in methods:
-            cells = _cells(workdir, task, m)
-            if not cells:
-                continue
-            metrics = [_flat(c["dev"]) for c in cells]
-            keys = sorted(set.intersection(*(set(x) for x in metrics)))
-            rows[m] = {
-                k: (
-                    float(np.mean([x[k] for x in metrics])),
-                    float(np.std([x[k] for x in metrics], ddof=1)) if len(metrics) > 1 else 0.0,
-                    len(metrics),
-                )
-                for k in keys
-            }
-        table[task] = rows
-    return table
+    def config(train: Mapping[str, str]) -> ConfigDict:
+        tc = _apply(finetune.get_config(task), g.get("common"))
+        _apply(tc, g.get("teacher"))
+        _apply(tc, (g.get("teacher_per_task") or {}).get(task))
+        for k, v in train.items():
+            if k not in tc.train:
+                raise ValueError(f"grid.teacher_search.{k}: no such field in config.train")
+            tc.train[k] = type(tc.train[k])(v) if tc.train[k] is not None else v
+        tc.progress = False
+        return tc
 
-
-def _flat(dev: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """``{"dev": {"accuracy": a}}`` → ``{"accuracy": a}``; several splits get a prefix."""
-    if len(dev) == 1:
-        return dict(next(iter(dev.values())))
-    return {f"{split}/{k}": v for split, m in dev.items() for k, v in m.items()}
-
-
-def write_report(table: dict, out_dir: str | Path, title: str = "Results") -> dict[str, Path]:
-    """``results.md`` (mean ± std, ×100), ``results.csv`` and ``results.png`` (bars with error
-    bars of each task's main score) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", ""]
-    rows_csv = []
-    for task, rows in table.items():
-        metrics = sorted({k for r in rows.values() for k in r})
-        lines += [f"## {task}", "", "| method | seeds | " + " | ".join(metrics) + " |"]
-        lines.append("|---|---|" + "---|" * len(metrics))
-        for method, r in rows.items():
-            n = max(v[2] for v in r.values()) if r else 0
-            cells = [
-                f"{100 * r[k][0]:.2f} ± {100 * r[k][1]:.2f}" if k in r else "—" for k in metrics
-            ]
-            lines.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
-            for k, (mean, std, count) in r.items():
-                rows_csv.append([task, method, k, mean, std, count])
-        lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
-    with (out / "results.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "method", "metric", "mean", "std", "seeds"])
-        w.writerows(rows_csv)
-    png = _plot(table, out / "results.png")
-    return {"markdown": out / "results.md", "csv": out / "results.csv", "plot": png}
+    candidates = teacher_candidates(g.get("teacher_search"))
+    if not candidates or candidates == [{}]:
+        teacher = workdir / task / "teacher"
+        if not (teacher / "results.json").is_file():
+            log.info("grid: fine-tuning the %s teacher", task)
+            run_finetune(config({}), teacher)
+        return teacher, []
+    scored = []
+    for train in candidates:
+        d = workdir / task / "teacher_search" / "_".join(f"{k}-{v}" for k, v in train.items())
+        if not (d / "results.json").is_file():
+            log.info("grid: fine-tuning a %s teacher candidate %s", task, train)
+            run_finetune(config(train), d)
+        dev = json.loads((d / "results.json").read_text())["dev"]
+        scored.append({"train": train, "dir": str(d), "score": next(iter(dev.values()))["score"]})
+    best = max(range(len(scored)), key=lambda i: scored[i]["score"])  # first of equal scores
+    scored[best]["chosen"] = True
+    (workdir / task / "teacher_search.json").write_text(json.dumps(scored, indent=2))
+    return Path(scored[best]["dir"]), scored
 
 
-def _plot(table: dict, path: Path) -> Path:
-    import matplotlib
+def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str) -> None:
+    """Analyse a finished cell against its teacher once (``grid.analysis_batches`` = 0: never)."""
+    if not g.get("analysis_batches") or (cell / "analysis" / "analysis.json").is_file():
+        return
+    from fsd_jax.analysis import analyze
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    analyze(
+        cell,
+        teacher,
+        task,
+        cell / "analysis",
+        data_dir=c.data.data_dir,
+        max_seq_length=c.data.max_seq_length,
+        num_batches=g.analysis_batches,
+        cache_dir=c.data.get("cache_dir"),
+    )
 
-    tasks = list(table)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        rows = table[task]
-        key = next(
-            (
-                k
-                for k in ("score", "accuracy", "matthews", "pearson")
-                if any(k in r for r in rows.values())
-            ),
-            None,
-        )
-        names = [m for m, r in rows.items() if key in r]
-        means = [100 * rows[m][key][0] for m in names]
-        stds = [100 * rows[m][key][1] for m in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="#4c72b0")
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{task} ({key})", fontsize=9)
-        if means:
-            ax.set_ylim(max(0.0, min(means) - 10), min(100.0, max(means) + 5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+
+def _heatmaps(workdir: Path, task: str, methods: list[str]) -> dict:
+    """Each method's CKA heat map from its lowest-numbered analysed seed."""
+    maps = {}
+    for m in methods:
+        for f in sorted((workdir / task / m).glob("seed*/analysis/analysis.json")):
+            maps[m] = json.loads(f.read_text())["cka_heatmap"]
+            break
+    return maps

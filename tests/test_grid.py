@@ -4,6 +4,8 @@ report aggregates mean ± std over seeds."""
 from __future__ import annotations
 
 import csv
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,7 @@ def _config(teacher, tmp_path):
     g.seeds = "0,1"
     g.student_layers = "every:2"
     g.report_dir = str(tmp_path / "report")
+    g.analysis_batches = 2
     tiny = {
         "data": {"max_seq_length": 24, "cache_dir": str(tmp_path / "cache"), "data_dir": None},
         "model": {"name_or_path": str(teacher)},
@@ -51,8 +54,6 @@ def test_grid_runs_resumes_and_reports(tiny_teacher, tmp_path, monkeypatch):
         for r in csv.DictReader((tmp_path / "report" / "results.csv").open())
         if r["method"] == "vkd" and r["metric"] == "accuracy"
     ]
-    import json
-
     seeds = [
         json.loads(
             (tmp_path / "grid" / "quickstart" / "vkd" / f"seed{s}" / "results.json").read_text()
@@ -63,6 +64,29 @@ def test_grid_runs_resumes_and_reports(tiny_teacher, tmp_path, monkeypatch):
     md = (tmp_path / "report" / "results.md").read_text()
     assert "| vkd | 2 |" in md and "±" in md
     assert (tmp_path / "report" / "results.png").read_bytes()[:4] == b"\x89PNG"
+    # every cell analysed against the teacher; the analyses aggregate over seeds
+    assert "analyses against the teacher" in md and "cka_quickstart.png" in md
+    assert (tmp_path / "report" / "cka_quickstart.png").read_bytes()[:4] == b"\x89PNG"
+    diag = [
+        json.loads(
+            (
+                tmp_path
+                / "grid"
+                / "quickstart"
+                / "fsd_ilg"
+                / f"seed{s}"
+                / "analysis"
+                / "analysis.json"
+            ).read_text()
+        )["cka_diagonal_mean"]
+        for s in (0, 1)
+    ]
+    a = out["analyses"]["quickstart"]
+    np.testing.assert_allclose(
+        a["fsd_ilg"]["cka_diagonal"][:2], [np.mean(diag), np.std(diag, ddof=1)]
+    )
+    assert a["vkd"]["speed_vs_vkd"][0] == 1.0 and a["nokd"]["examples_per_s"][0] > 0
+    assert {"restoration_f1", "intra_cos", "inter_euclid"} <= set(a["nokd"])
 
     # a second run finds every cell done and trains nothing
     def fail(*a, **k):
@@ -70,8 +94,72 @@ def test_grid_runs_resumes_and_reports(tiny_teacher, tmp_path, monkeypatch):
 
     monkeypatch.setattr("fsd_jax.train.distill.run_distill", fail)
     monkeypatch.setattr("fsd_jax.train.finetune.run_finetune", fail)
+    monkeypatch.setattr("fsd_jax.analysis.analyze", fail)
     again = run(cfg, tmp_path / "grid")
     assert again["table"] == out["table"]
+    assert again["analyses"] == out["analyses"]
+
+
+def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tiny_teacher, tmp_path)
+    cfg.grid.methods = "vkd"
+    cfg.grid.seeds = "0"
+    cfg.grid.analysis_batches = 0
+    cfg.grid.teacher_search = {"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}
+    out = run(cfg, tmp_path / "grid")
+    search = json.loads((tmp_path / "grid" / "quickstart" / "teacher_search.json").read_text())
+    assert [c["train"] for c in search] == grid_lib.teacher_candidates(cfg.grid.teacher_search)
+    assert len(search) == 4
+    scores = [c["score"] for c in search]
+    chosen = [c for c in search if c.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["score"] == max(scores)
+    teacher_dev = json.loads((Path(chosen[0]["dir"]) / "results.json").read_text())["dev"]
+    assert out["table"]["quickstart"]["teacher"]["score"][0] == teacher_dev["dev"]["score"]
+    assert "Teacher tuning" in (tmp_path / "report" / "results.md").read_text()
+    # the chosen teacher taught the cell
+    cell = tmp_path / "grid" / "quickstart" / "vkd" / "seed0" / "train_config.json"
+    assert json.loads(cell.read_text())["teacher"] == chosen[0]["dir"]
+
+
+def test_relation_ranks_and_phase_throughput():
+    from fsd_jax.grid_report import cell_throughput, relation_ranks
+
+    rows = {
+        "a": {
+            "inter_euclid": (3.0, 0, 1),
+            "inter_cos": (0.1, 0, 1),
+            "intra_euclid": (1.0, 0, 1),
+            "intra_cos": (0.2, 0, 1),
+        },
+        "b": {
+            "inter_euclid": (2.0, 0, 1),
+            "inter_cos": (0.3, 0, 1),
+            "intra_euclid": (0.5, 0, 1),
+            "intra_cos": (0.1, 0, 1),
+        },
+        "c": {"inter_euclid": (1.0, 0, 1)},
+    }
+    r = relation_ranks(rows)
+    assert r["a"] == {
+        "inter_euclid": 3,
+        "inter_cos": 1,
+        "intra_euclid": 2,
+        "intra_cos": 2,
+        "mean": 2.0,
+    }
+    assert r["b"]["mean"] == (2 + 2 + 1 + 1) / 4 and r["c"] == {"inter_euclid": 1}
+    # two phases: 300 examples at 10/s and 100 at 50/s → 400 examples in 32 s
+    phased = {
+        "phases": {
+            "p1": {"epochs": 3.0, "train_examples": 100, "train_examples_per_s": 10.0},
+            "p2": {"epochs": 1.0, "train_examples": 100, "train_examples_per_s": 50.0},
+        },
+        "train_examples_per_s": 50.0,
+    }
+    assert cell_throughput(phased) == 400 / 32
+    assert cell_throughput({"train_examples_per_s": 7.0}) == 7.0
 
 
 def test_method_specs_and_overrides(tmp_path):

@@ -115,6 +115,18 @@ def run_distill(
     )
 
 
+# what <workdir>/results.json keeps of each phase (throughput: the grid's examples/s column)
+_PHASE_SUMMARY = (
+    "dev",
+    "steps",
+    "train_metrics",
+    "objective",
+    "epochs",
+    "train_examples",
+    "train_examples_per_s",
+)
+
+
 def run_phases(
     config: Any, workdir: str | Path, on_step: Callable[[int], None] | None = None
 ) -> dict:
@@ -151,10 +163,7 @@ def run_phases(
             done[name] = run_distill(ConfigDict(d), phase_dir, on_step)
         previous = phase_dir
     last = dict(done[name])
-    last["phases"] = {
-        k: {key: r.get(key) for key in ("dev", "steps", "train_metrics", "objective")}
-        for k, r in done.items()
-    }
+    last["phases"] = {k: {key: r.get(key) for key in _PHASE_SUMMARY} for k, r in done.items()}
     if last.get("export"):
         tmp = workdir / ".export.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,278 @@
+"""Tables and plots of a finished (or half-finished) experiment grid (see :mod:`fsd_jax.grid`).
+
+:func:`aggregate` collects each cell's dev metrics, :func:`aggregate_analyses` its analyses
+(``<cell>/analysis/analysis.json``: CKA diagonal, restoration rate, relation differences) and
+training throughput; :func:`write_report` turns both into ``results.md``, ``results.csv``,
+``results.png`` (bars with error bars) and one ``cka_<task>.png`` per task (the CKA heat maps
+of the methods side by side, FSD paper Fig. 5).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Stat = tuple[float, float, int]  # mean, sample std over seeds, number of seeds
+RELATIONS = ("inter_euclid", "inter_cos", "intra_euclid", "intra_cos")
+
+
+def _stat(values: Sequence[float]) -> Stat:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std, len(values)
+
+
+def _seed_dirs(workdir: Path, task: str, method: str) -> list[Path]:
+    return [f.parent for f in sorted((workdir / task / method).glob("seed*/results.json"))]
+
+
+def flat_dev(dev: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """``{"dev": {"accuracy": a}}`` → ``{"accuracy": a}``; several splits get a prefix."""
+    if len(dev) == 1:
+        return dict(next(iter(dev.values())))
+    return {f"{split}/{k}": v for split, m in dev.items() for k, v in m.items()}
+
+
+def aggregate(
+    workdir: str | Path, tasks: list[str], methods: list[str], teachers: Mapping | None = None
+) -> dict:
+    """Mean ± std (over seeds) of every dev metric, per task and method, from the cells' results.
+
+    Returns ``{task: {method: {metric: (mean, std, n)}}}`` plus the teacher's metrics under
+    ``"teacher"`` (``teachers[task]`` is its directory; default ``<task>/teacher``).
+    """
+    workdir = Path(workdir)
+    table: dict = {}
+    for task in tasks:
+        rows: dict = {}
+        t_dir = Path((teachers or {}).get(task) or workdir / task / "teacher")
+        if (t_dir / "results.json").is_file():
+            dev = json.loads((t_dir / "results.json").read_text())["dev"]
+            rows["teacher"] = {k: (v, 0.0, 1) for k, v in flat_dev(dev).items()}
+        for m in methods:
+            metrics = [
+                flat_dev(json.loads((d / "results.json").read_text())["dev"])
+                for d in _seed_dirs(workdir, task, m)
+            ]
+            if metrics:
+                keys = sorted(set.intersection(*(set(x) for x in metrics)))
+                rows[m] = {k: _stat([x[k] for x in metrics]) for k in keys}
+        table[task] = rows
+    return table
+
+
+def cell_throughput(result: Mapping[str, Any]) -> float:
+    """Training examples per second of one cell; a phased run (TinyBERT) counts all its
+    phases: total examples over total steady-state time."""
+    phases = result.get("phases") or {}
+    rates = [p.get("train_examples_per_s") for p in phases.values()]
+    if phases and all(rates):
+        n = [p["epochs"] * p["train_examples"] for p in phases.values()]
+        return sum(n) / sum(ni / r for ni, r in zip(n, rates, strict=True))
+    return float(result.get("train_examples_per_s") or math.nan)
+
+
+def cell_analysis(cell: Path) -> dict[str, float]:
+    """The scalar analyses of one cell (empty if it was not analysed)."""
+    f = cell / "analysis" / "analysis.json"
+    if not f.is_file():
+        return {}
+    a = json.loads(f.read_text())
+    out = {"cka_diagonal": a["cka_diagonal_mean"], **a["relation_differences"]}
+    out.update({f"restoration_{k}": v for k, v in (a.get("restoration_rate") or {}).items()})
+    return out
+
+
+def aggregate_analyses(workdir: str | Path, tasks: list[str], methods: list[str]) -> dict:
+    """``{task: {method: {key: (mean, std, n)}}}`` over seeds: ``cka_diagonal``,
+    ``restoration_{precision,recall,f1}``, the four relation differences, ``examples_per_s``
+    and ``speed_vs_vkd`` (mean examples/s over VKD's, when VKD is in the grid)."""
+    workdir = Path(workdir)
+    table: dict = {}
+    for task in tasks:
+        rows: dict = {}
+        for m in methods:
+            cells = _seed_dirs(workdir, task, m)
+            values: dict[str, list[float]] = {}
+            for cell in cells:
+                speed = cell_throughput(json.loads((cell / "results.json").read_text()))
+                for k, v in {**cell_analysis(cell), "examples_per_s": speed}.items():
+                    if not math.isnan(v):
+                        values.setdefault(k, []).append(float(v))
+            if values:
+                rows[m] = {k: _stat(v) for k, v in values.items()}
+        vkd = rows.get("vkd", {}).get("examples_per_s")
+        for r in rows.values():
+            if vkd and "examples_per_s" in r:
+                r["speed_vs_vkd"] = (r["examples_per_s"][0] / vkd[0], 0.0, r["examples_per_s"][2])
+        table[task] = rows
+    return table
+
+
+def relation_ranks(rows: Mapping[str, Mapping[str, Stat]]) -> dict[str, dict[str, float]]:
+    """Per relation difference, each method's rank among the methods (1 = closest to the
+    teacher), plus ``mean`` over the four: the ranking of the FSD paper's Table 7."""
+    ranks: dict[str, dict[str, float]] = {m: {} for m in rows}
+    for key in RELATIONS:
+        have = sorted((r[key][0], m) for m, r in rows.items() if key in r)
+        for i, (_, m) in enumerate(have):
+            ranks[m][key] = i + 1
+    for r in ranks.values():
+        if len(r) == len(RELATIONS):
+            r["mean"] = float(np.mean([r[k] for k in RELATIONS]))
+    return ranks
+
+
+def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 2) -> str:
+    if stat is None:
+        return "—"
+    mean, std, n = stat
+    if n > 1:
+        return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+    return f"{scale * mean:.{digits}f}"
+
+
+def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]]) -> list[str]:
+    ranks = relation_ranks(rows)
+    head = (
+        "| method | CKA diag | restoration P / R / F1 | inter euclid | inter cos "
+        "| intra euclid | intra cos | mean rank | examples/s | ÷ VKD |"
+    )
+    lines = [head, "|---" * 10 + "|"]
+    for m, r in rows.items():
+        rest = " / ".join(_fmt(r.get(f"restoration_{k}")) for k in ("precision", "recall", "f1"))
+        rel = [
+            f"{_fmt(r.get(k), 1.0, 3)} ({ranks[m][k]})" if k in ranks[m] else "—" for k in RELATIONS
+        ]
+        mean_rank = f"{ranks[m]['mean']:.2f}" if "mean" in ranks[m] else "—"
+        lines.append(
+            f"| {m} | {_fmt(r.get('cka_diagonal'), 1.0, 3)} | {rest} | "
+            + " | ".join(rel)
+            + f" | {mean_rank} | {_fmt(r.get('examples_per_s'), 1.0, 1)}"
+            + f" | {_fmt(r.get('speed_vs_vkd'), 1.0, 3)} |"
+        )
+    return lines
+
+
+def write_report(
+    table: dict,
+    out_dir: str | Path,
+    title: str = "Results",
+    *,
+    analyses: dict | None = None,
+    heatmaps: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    preamble: str = "",
+    teacher_search: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> dict[str, Path]:
+    """``results.md`` (mean ± std over seeds, ×100), ``results.csv``, ``results.png`` (bars with
+    error bars of each task's main score) and, given ``heatmaps[task][method]``, one
+    ``cka_<task>.png`` per task into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""]
+    if preamble:
+        lines += [preamble.rstrip(), ""]
+    rows_csv = []
+    plots = {"plot": _plot(table, out / "results.png")}
+    for task, rows in table.items():
+        metrics = sorted({k for r in rows.values() for k in r})
+        lines += [f"## {task}", "", "| method | seeds | " + " | ".join(metrics) + " |"]
+        lines.append("|---|---|" + "---|" * len(metrics))
+        for method, r in rows.items():
+            n = max(v[2] for v in r.values()) if r else 0
+            lines.append(
+                f"| {method} | {n} | " + " | ".join(_fmt(r.get(k)) for k in metrics) + " |"
+            )
+            for k, (mean, std, count) in r.items():
+                rows_csv.append([task, method, k, mean, std, count])
+        lines.append("")
+        if (teacher_search or {}).get(task):
+            lines += _teacher_search_lines(teacher_search[task])
+        a_rows = (analyses or {}).get(task)
+        if a_rows:
+            lines += [f"### {task}: analyses against the teacher (dev)", ""]
+            lines += [*_analysis_lines(a_rows), ""]
+            for method, r in a_rows.items():
+                for k, (mean, std, count) in r.items():
+                    rows_csv.append([task, method, k, mean, std, count])
+        if (heatmaps or {}).get(task):
+            png = _plot_heatmaps(heatmaps[task], out / f"cka_{task}.png", task)
+            plots[f"cka_{task}"] = png
+            lines += [f"![CKA heat maps, {task}]({png.name})", ""]
+    lines += ["![dev scores](results.png)", ""]
+    (out / "results.md").write_text("\n".join(lines))
+    with (out / "results.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "method", "metric", "mean", "std", "seeds"])
+        w.writerows(rows_csv)
+    return {"markdown": out / "results.md", "csv": out / "results.csv", **plots}
+
+
+def _teacher_search_lines(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys = sorted({k for c in candidates for k in c["train"]})
+    lines = ["Teacher tuning (dev score of each candidate; the best is the teacher):", ""]
+    lines += ["| " + " | ".join(keys) + " | dev score | chosen |", "|---" * (len(keys) + 2) + "|"]
+    for c in candidates:
+        chosen = "✓" if c.get("chosen") else ""
+        vals = " | ".join(str(c["train"].get(k, "")) for k in keys)
+        lines.append(f"| {vals} | {100 * c['score']:.2f} | {chosen} |")
+    return [*lines, ""]
+
+
+def _plot(table: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(table)
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        rows = table[task]
+        key = next(
+            (
+                k
+                for k in ("score", "accuracy", "matthews", "pearson")
+                if any(k in r for r in rows.values())
+            ),
+            None,
+        )
+        names = [m for m, r in rows.items() if key in r]
+        means = [100 * rows[m][key][0] for m in names]
+        stds = [100 * rows[m][key][1] for m in names]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="#4c72b0")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{task} ({key})", fontsize=9)
+        if means:
+            ax.set_ylim(max(0.0, min(means) - 10), min(100.0, max(means) + 5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_heatmaps(maps: Mapping[str, np.ndarray], path: Path, task: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(5, len(maps))
+    nrows = math.ceil(len(maps) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.6 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (method, m) in zip(axes.flat, maps.items(), strict=False):
+        m = np.asarray(m)
+        ax.imshow(m, vmin=0.0, vmax=1.0, cmap="viridis")
+        ax.set_title(f"{method}\ndiag {np.mean(np.diag(m)):.3f}", fontsize=8)
+    fig.suptitle(f"{task}: CKA(teacher batch i, model batch j), seed of the first cell", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
