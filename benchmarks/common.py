@@ -49,8 +49,10 @@ def build_step(
     student_params: Any,
     seq_len: int,
     dtype: Any = None,
+    teacher_cache: bool = False,
 ) -> list:
-    """``[step, state, step_args]`` for ``method``: the same sharded step ``train.py`` runs."""
+    """``[step, state, step_args]`` for ``method``: the same sharded step ``train.py`` runs
+    (with ``teacher_cache``, the step that reads the teacher's outputs from the batch)."""
     from fsd_jax.objective import init_objective_state, make_distill_objective, needs_memory
     from fsd_jax.train.optim import make_optimizer
     from fsd_jax.train.sharding import Sharder
@@ -58,16 +60,17 @@ def build_step(
     from fsd_jax.train.step import make_train_step
 
     terms, cfg = method_terms(method, task)
-    objective = make_distill_objective(student, teacher, terms)
+    objective = make_distill_objective(student, teacher, terms, teacher_cache=teacher_cache)
+    t_args = {} if teacher_cache else teacher_params
     extra, aux = init_objective_state(terms, teacher.config, student.config, seq_len, seed=0)
     # the step donates its state: give each method its own copy of the student
     student_params = jax.tree.map(lambda x: jax.numpy.array(x, copy=True), student_params)
-    params, args = {"student": student_params, **extra}, (teacher_params,)
+    params, args = {"student": student_params, **extra}, (t_args,)
     if needs_memory(terms):
         # a K = 100 memory of the right shape; its values do not change the cost
         k, d_t, d_s = 100, teacher.config.hidden_size, student.config.hidden_size
         params["memory"] = jax.random.normal(jax.random.key(2), (k, seq_len, d_s))
-        args = (teacher_params, jax.random.normal(jax.random.key(1), (k, seq_len, d_t)))
+        args = (t_args, jax.random.normal(jax.random.key(1), (k, seq_len, d_t)))
     groups = dict(cfg.train.get("group_learning_rates") or {})
     tx = make_optimizer(5e-5, 1000, group_learning_rates=groups)
     sharder = Sharder.create()

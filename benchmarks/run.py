@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import METHODS, build_step, jax_runner, median, time_interleaved
+from common import METHODS, build_step, jax_runner, median, method_terms, time_interleaved
 from torch_reference import make_torch_step, reference_cka
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +154,44 @@ def bench_steps(models, methods, batches, steps: int) -> dict:
     return {"rows": rows, "entries": entries}
 
 
+def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dict:
+    """Step time with the teacher's outputs read from a cache vs the live teacher, side by
+    side (the cache's one-off build, a teacher pass over the training set, is not included)."""
+    from fsd_jax.objective import cached_teacher_layers
+    from fsd_jax.teacher_cache import LOGITS, hidden_key
+    from fsd_jax.train.step import model_inputs
+
+    t, tp, s, sp, _ = models
+    n = batches[0]["input_ids"].shape[1]
+    out: dict[str, Any] = {}
+    for m in methods:
+        terms, _ = method_terms(m, "sst2")
+        layers = cached_teacher_layers(terms, t.config, s.config)
+        cached_batches = []
+        for batch in batches:
+            o = t.apply({"params": tp}, **model_inputs(batch))
+            extra = {LOGITS: np.asarray(o.logits, np.float32)}
+            extra.update(
+                {hidden_key(i): np.asarray(o.hidden_states[i], np.float32) for i in layers}
+            )
+            cached_batches.append({**batch, **extra})
+        entry = build_step(m, "sst2", t, tp, s, sp, n, teacher_cache=True)
+        times = time_interleaved(
+            {
+                "live": jax_runner(live_entries[m], _device_batches(batches)),
+                "cached": jax_runner(entry, _device_batches(cached_batches)),
+            },
+            steps,
+        )
+        live, cached = median(times["live"]), median(times["cached"])
+        out[m] = {
+            "live_step_s": live,
+            "cached_step_s": cached,
+            "cached_over_live_step_time": cached / live,
+        }
+    return out
+
+
 # ------------------------------------------------------------------ (c) PyTorch eager
 def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
     import torch
@@ -254,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--layers", default="first:3", help="student layers taken from the teacher")
     p.add_argument("--data_dir", default=str(DEFAULT_GLUE), help="GLUE dir with SST-2/")
-    p.add_argument("--sections", default="cka,steps,torch,bucketing,mfu")
+    p.add_argument("--sections", default="cka,steps,cache,torch,bucketing,mfu")
     p.add_argument("--methods", default=None, help="methods of the steps section")
     p.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: bf16 on GPU)")
     p.add_argument("--batch_size", type=int, default=None)
@@ -295,6 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
         res = bench_steps(models, methods, batches, steps)
         entries = res.pop("entries")
         out["steps"] = res
+    if "cache" in sections:
+        cacheable = [m for m in ("vkd", "fsd_il", "fsd_ilg") if m in entries]
+        out["cache"] = bench_cache(models, cacheable, batches, steps, entries)
     if "torch" in sections:
         try:
             out["torch"] = bench_torch(models, batches, steps, entries)
@@ -322,6 +363,9 @@ def main(argv: list[str] | None = None) -> dict:
     out["ratios"] = {
         "fsd_ilg_over_vkd_step_time": rows.get("fsd_ilg", {}).get("step_time_over_vkd"),
         "rkd_over_vkd_step_time": rows.get("rkd", {}).get("step_time_over_vkd"),
+        "teacher_cache_over_live_step_time_vkd": out.get("cache", {})
+        .get("vkd", {})
+        .get("cached_over_live_step_time"),
         "jax_over_torch_examples_per_s_vkd": out.get("torch", {}).get("jax_over_torch_vkd"),
         "jax_over_torch_examples_per_s_fsd_il": out.get("torch", {}).get("jax_over_torch_fsd_il"),
         "bucketing_speedup_sst2": out.get("bucketing", {}).get("speedup"),
@@ -381,6 +425,13 @@ def _print(out: dict) -> None:
             print(
                 f"  {name:<9} {r['median_step_s']:7.3f} s  {r['examples_per_s']:7.1f} ex/s  "
                 f"{r['step_time_over_vkd']:.3f}"
+            )
+    if "cache" in out:
+        print("\nteacher outputs from the cache vs the live teacher (step time, same run)")
+        for name, r in out["cache"].items():
+            print(
+                f"  {name:<9} live {r['live_step_s']:7.3f} s  cached {r['cached_step_s']:7.3f} s"
+                f"  {r['cached_over_live_step_time']:.3f}"
             )
     if "torch" in out:
         e = out["torch"]["examples_per_s"]

@@ -43,6 +43,9 @@ def get_config(arg=None):
             "teacher_per_task": {},
             # every student; methods whose reference budget differs get the same 3 epochs
             "student": {"train": {"num_epochs": 3.0}},
+            # every distilled student: teacher outputs computed once per run where the terms
+            # allow (same losses up to float rounding, ~27 % less step time; docs/benchmarks.md)
+            "distill": {"teacher_cache": "auto"},
             "methods_overrides": {
                 "tinybert": {"phases": {"intermediate": {"train": {"num_epochs": 3.0}}}}
             },

@@ -79,6 +79,8 @@ def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path
     c.progress = False
     _apply(c, grid.get("common"))
     _apply(c, grid.get("student"))
+    if spec != NO_KD:
+        _apply(c, grid.get("distill"))
     _apply(c, (grid.get("methods_overrides") or {}).get(method_name(spec)))
     return c
 

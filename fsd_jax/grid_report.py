@@ -67,14 +67,16 @@ def aggregate(
 
 
 def cell_throughput(result: Mapping[str, Any]) -> float:
-    """Training examples per second of one cell; a phased run (TinyBERT) counts all its
-    phases: total examples over total steady-state time."""
-    phases = result.get("phases") or {}
+    """Training examples per second of one cell: steady-state step time plus the time spent
+    building a teacher cache; a phased run (TinyBERT) counts all its phases."""
+    phases = result.get("phases") or {result.get("stage", ""): result}
     rates = [p.get("train_examples_per_s") for p in phases.values()]
-    if phases and all(rates):
-        n = [p["epochs"] * p["train_examples"] for p in phases.values()]
-        return sum(n) / sum(ni / r for ni, r in zip(n, rates, strict=True))
-    return float(result.get("train_examples_per_s") or math.nan)
+    if not all(r and r > 0 for r in rates):
+        return math.nan
+    n = [p["epochs"] * p["train_examples"] for p in phases.values()]
+    seconds = sum(ni / r for ni, r in zip(n, rates, strict=True))
+    seconds += (result.get("teacher_cache") or {}).get("build_s", 0.0)
+    return sum(n) / seconds
 
 
 def cell_analysis(cell: Path) -> dict[str, float]:

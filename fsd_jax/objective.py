@@ -59,6 +59,9 @@ class TermSpec:
     needs_memory: bool = False
     init_params: Callable[[TermInit], dict] | None = None
     init_aux: Callable[[TermInit], dict] | None = None
+    # teacher hidden-state layers read, from (options, N_t, N_s); None: the term cannot take
+    # the teacher's outputs from a cache (it reads attentions or every layer)
+    teacher_layers: Callable[[dict, int, int], tuple[int, ...]] | None = None
 
 
 def _ce(ctx: Context, o: dict) -> jax.Array:
@@ -146,20 +149,50 @@ def _fsd_global(ctx: Context, o: dict) -> dict:
 
 _PENULTIMATE = {"teacher_layer": -2, "student_layer": -2, "faithful": False}
 
+
+def _no_layers(o: dict, n_t: int, n_s: int) -> tuple[int, ...]:
+    return ()
+
+
+def _teacher_layer(o: dict, n_t: int, n_s: int) -> tuple[int, ...]:
+    return (o["teacher_layer"] % (n_t + 1),)
+
+
+def _pkd_layers(o: dict, n_t: int, n_s: int) -> tuple[int, ...]:
+    return losses.pkd_teacher_layers(n_t, n_s, o["mapping"])
+
+
 TERMS: dict[str, TermSpec] = {
-    "ce": TermSpec(_ce, {}, needs_teacher=False),
-    "kd": TermSpec(_kd, {"temperature": 1.0, "faithful": False}),
-    "fsd_intra": TermSpec(_fsd(losses.fsd_intra), dict(_PENULTIMATE)),
-    "fsd_local": TermSpec(_fsd(losses.fsd_local), dict(_PENULTIMATE)),
-    "pkd": TermSpec(_pkd, {"mapping": "skip", "normalize": True, "full_sequence": False}),
-    "rkd_distance": TermSpec(_rkd(losses.rkd_distance), dict(_PENULTIMATE)),
-    "rkd_angle": TermSpec(_rkd(losses.rkd_angle), dict(_PENULTIMATE)),
+    "ce": TermSpec(_ce, {}, needs_teacher=False, teacher_layers=_no_layers),
+    "kd": TermSpec(_kd, {"temperature": 1.0, "faithful": False}, teacher_layers=_no_layers),
+    "fsd_intra": TermSpec(
+        _fsd(losses.fsd_intra), dict(_PENULTIMATE), teacher_layers=_teacher_layer
+    ),
+    "fsd_local": TermSpec(
+        _fsd(losses.fsd_local), dict(_PENULTIMATE), teacher_layers=_teacher_layer
+    ),
+    "pkd": TermSpec(
+        _pkd,
+        {"mapping": "skip", "normalize": True, "full_sequence": False},
+        teacher_layers=_pkd_layers,
+    ),
+    "rkd_distance": TermSpec(
+        _rkd(losses.rkd_distance), dict(_PENULTIMATE), teacher_layers=_teacher_layer
+    ),
+    "rkd_angle": TermSpec(
+        _rkd(losses.rkd_angle), dict(_PENULTIMATE), teacher_layers=_teacher_layer
+    ),
     "minilm": TermSpec(
         _minilm,
         {"teacher_layer": -1, "student_layer": -1, "faithful": False},
         needs_attentions=True,
     ),
-    "fsd_g": TermSpec(_fsd_global, {**_PENULTIMATE, "gamma_m": 0.5}, needs_memory=True),
+    "fsd_g": TermSpec(
+        _fsd_global,
+        {**_PENULTIMATE, "gamma_m": 0.5},
+        needs_memory=True,
+        teacher_layers=_teacher_layer,
+    ),
 }
 for _name, (_fn, _defaults, _att, _params, _aux) in intermediate_terms.SPECS.items():
     TERMS[_name] = TermSpec(
@@ -177,6 +210,30 @@ class Term:
 def needs_memory(terms: tuple[Term, ...]) -> bool:
     """Whether a term reads the teacher/student memories (FSD-G)."""
     return any(TERMS[t.name].needs_memory for t in terms)
+
+
+def cached_teacher_layers(
+    terms: tuple[Term, ...], teacher: BertConfig, student: BertConfig
+) -> tuple[int, ...]:
+    """The teacher hidden-state layers (sorted, non-negative) that a teacher cache must hold
+    for ``terms``; ValueError naming the term when one cannot use a cache."""
+    layers: set[int] = set()
+    for t in terms:
+        spec = TERMS[t.name]
+        if spec.teacher_layers is None:
+            raise ValueError(
+                f"teacher_cache: objective.{t.name} reads the teacher's attentions or every "
+                "layer, which are not cached; set teacher_cache='off' (or 'auto')"
+            )
+        if t.options.get("faithful"):
+            raise ValueError(
+                f"teacher_cache: objective.{t.name}.faithful=True reads padded positions, "
+                "which the cache stores as zeros; set teacher_cache='off' (or 'auto')"
+            )
+        layers.update(
+            spec.teacher_layers(t.options, teacher.num_hidden_layers, student.num_hidden_layers)
+        )
+    return tuple(sorted(layers))
 
 
 def parse_terms(config: Mapping[str, Any]) -> tuple[Term, ...]:
@@ -249,11 +306,15 @@ def make_distill_objective(
     student: BertForSequenceClassification,
     teacher: BertForSequenceClassification,
     terms: tuple[Term, ...],
+    *,
+    teacher_cache: bool = False,
 ) -> Callable:
     """``objective(params, batch, key, teacher_params, teacher_memory=None) -> (loss, metrics)``.
 
     ``params`` is ``{"student": ...}``, plus ``"memory"`` (the student memory) when a term uses
     one. The teacher runs in eval mode under ``stop_gradient``; the student with dropout.
+    With ``teacher_cache`` the teacher does not run: its outputs come in the batch
+    (:mod:`fsd_jax.teacher_cache`) and ``teacher_params`` is unused.
     Metrics hold the total, each term's unweighted value and the parts of composite terms
     (``fsd_g/distance``, ...).
     """
@@ -264,13 +325,20 @@ def make_distill_objective(
         )
     attentions = any(TERMS[t.name].needs_attentions for t in terms)
     stateful = any(TERMS[t.name].init_aux is not None for t in terms)
+    if teacher_cache:
+        cached_teacher_layers(terms, teacher.config, student.config)
+    from fsd_jax.teacher_cache import cached_output
     from fsd_jax.train.step import model_inputs
 
     def objective(params, batch, key, teacher_params, teacher_memory=None, *, aux=None):
         inputs = model_inputs(batch)
-        t_out = jax.lax.stop_gradient(
-            teacher.apply({"params": teacher_params}, **inputs, output_attentions=attentions)
-        )
+        if teacher_cache:
+            t_out = cached_output(batch, teacher.config.num_hidden_layers)
+        else:
+            t_out = teacher.apply(
+                {"params": teacher_params}, **inputs, output_attentions=attentions
+            )
+        t_out = jax.lax.stop_gradient(t_out)
         s_out = student.apply(
             {"params": params["student"]},
             **inputs,

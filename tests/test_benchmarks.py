@@ -48,8 +48,13 @@ def test_suite_quick_writes_the_ratios(tiny_teacher, tmp_path):
         "jax_over_torch_examples_per_s_fsd_il",
         "bucketing_speedup_sst2",
     } <= set(ratios)
-    for key in ("fsd_ilg_over_vkd_step_time", "rkd_over_vkd_step_time"):
+    for key in (
+        "fsd_ilg_over_vkd_step_time",
+        "rkd_over_vkd_step_time",
+        "teacher_cache_over_live_step_time_vkd",
+    ):
         assert ratios[key] > 0
+    assert set(result["cache"]) == {"vkd", "fsd_il", "fsd_ilg"}
     assert ratios["jax_over_torch_examples_per_s_vkd"] > 0  # torch is in the test extra
     if ratios["bucketing_speedup_sst2"] is None:
         assert "bucketing" in result["skipped"]

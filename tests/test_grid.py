@@ -159,7 +159,10 @@ def test_relation_ranks_and_phase_throughput():
         "train_examples_per_s": 50.0,
     }
     assert cell_throughput(phased) == 400 / 32
-    assert cell_throughput({"train_examples_per_s": 7.0}) == 7.0
+    # one stage: 140 examples at 7/s plus 10 s building the teacher cache
+    single = {"epochs": 2.0, "train_examples": 70, "train_examples_per_s": 7.0}
+    assert cell_throughput(single) == 7.0
+    assert cell_throughput({**single, "teacher_cache": {"build_s": 10.0}}) == 140 / 30
 
 
 def test_method_specs_and_overrides(tmp_path):
@@ -181,7 +184,8 @@ def test_method_specs_and_overrides(tmp_path):
     c = grid_lib.cell_config(g, "mrpc", "tinybert", 0, Path("/t"))
     assert c.phases.intermediate.train.num_epochs == 3.0
     c = grid_lib.cell_config(g, "rte", "nokd", 1, Path("/t"))
-    assert (c.stage, c.model.layers) == ("finetune", "first:3")
+    assert (c.stage, c.model.layers) == ("finetune", "first:3") and "teacher_cache" not in c
+    assert grid_lib.cell_config(g, "rte", "vkd", 1, Path("/t")).teacher_cache == "auto"
     g.student = {"train": {"nope": 1}}
     import pytest
 

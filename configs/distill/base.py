@@ -18,6 +18,9 @@ def get_base(task: str | None, terms: dict) -> ConfigDict:
     c.stage = "distill"
     c.teacher = config_dict.placeholder(str)  # workdir of stage finetune, or an HF directory
     c.teacher_memory = config_dict.placeholder(str)  # workdir of stage memory (FSD-G terms)
+    # teacher outputs computed once per run instead of every step (KD/FSD/PKD/RKD terms):
+    # "off", "on" (error if a term cannot use it) or "auto" (on when every term can)
+    c.teacher_cache = "off"
     c.model.layers = "first:3"
     c.train.learning_rate = 5e-5
     c.objective = ConfigDict(terms)

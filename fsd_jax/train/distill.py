@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from ml_collections import ConfigDict
 from fsd_jax.data import get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.objective import (
+    cached_teacher_layers,
     init_objective_state,
     make_distill_objective,
     needs_memory,
     parse_terms,
 )
+from fsd_jax.teacher_cache import build_teacher_cache
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
 
@@ -65,17 +68,40 @@ def run_distill(
             f"teacher vocabulary ({teacher.config.vocab_size}) differs from the "
             f"student's ({student.config.vocab_size}): they must share a tokenizer"
         )
-    objective = make_distill_objective(student, teacher, terms)
+    use_cache, cache_layers = _teacher_cache_plan(config, terms, teacher, student)
+    objective = make_distill_objective(student, teacher, terms, teacher_cache=use_cache)
     extra_params, aux = init_objective_state(
         terms, teacher.config, student.config, int(config.data.max_seq_length), config.seed
     )
     params = {"student": student_params, **extra_params}
-    step_args: tuple = (teacher_params,)
+    # with the cache the step never reads the teacher's parameters: keep them off the device
+    step_args: tuple = ({} if use_cache else teacher_params,)
     extra = {
         "model": str(config.model.name_or_path),
         "teacher": str(config.teacher),
         "objective": {t.name: {"weight": t.weight, **t.options} for t in terms},
     }
+    batch_transform = None
+    if use_cache:
+
+        def batch_transform(train, pad_to):
+            t0 = time.perf_counter()
+            cache = build_teacher_cache(
+                teacher,
+                teacher_params,
+                train,
+                cache_layers,
+                batch_size=config.train.eval_batch_size,
+                seq_len=int(config.data.max_seq_length),
+                pad_to=pad_to,
+            )
+            extra["teacher_cache"] = {
+                "layers": list(cache_layers),
+                "megabytes": cache.nbytes / 2**20,
+                "build_s": time.perf_counter() - t0,
+            }
+            return cache.add_to_batch
+
     if needs_memory(terms):
         if not config.get("teacher_memory"):
             raise ValueError(
@@ -97,7 +123,7 @@ def run_distill(
         k, n, _ = centroids.shape
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
         params["memory"] = jax.random.normal(key, (k, n, student.config.hidden_size), jnp.float32)
-        step_args = (teacher_params, jnp.asarray(centroids))
+        step_args = (*step_args, jnp.asarray(centroids))
         extra["teacher_memory"] = str(config.teacher_memory)
     return train_and_evaluate(
         config,
@@ -112,7 +138,24 @@ def run_distill(
         extra_results=extra,
         model_params=lambda p: p["student"],
         aux=aux,
+        batch_transform=batch_transform,
     )
+
+
+def _teacher_cache_plan(config, terms, teacher, student) -> tuple[bool, tuple[int, ...]]:
+    """(use the teacher cache, the hidden-state layers it holds) from ``config.teacher_cache``:
+    ``off``; ``on`` (an error if a term cannot use it); ``auto`` (on when every term can)."""
+    mode = config.get("teacher_cache") or "off"
+    if mode not in ("off", "on", "auto"):
+        raise ValueError(f"teacher_cache={mode!r}: expected 'off', 'on' or 'auto'")
+    if mode == "off":
+        return False, ()
+    try:
+        return True, cached_teacher_layers(terms, teacher.config, student.config)
+    except ValueError:
+        if mode == "on":
+            raise
+        return False, ()
 
 
 # what <workdir>/results.json keeps of each phase (throughput: the grid's examples/s column)

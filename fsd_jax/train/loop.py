@@ -39,6 +39,11 @@ def _check_finite(window_loss: float, first: int, last: int, checkpointer: Check
     )
 
 
+# settings added after checkpoints were written without them: a checkpoint that lacks one
+# was made with this value
+ADDED_SETTINGS = {"teacher_cache": "off"}
+
+
 def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) -> TrainState:
     """``state`` from the newest readable checkpoint, or ``state`` itself if there is none.
 
@@ -49,7 +54,7 @@ def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) ->
     if found is None:
         return state
     restored, meta, step = found
-    old = meta.get("fingerprint", {})
+    old = {**ADDED_SETTINGS, **meta.get("fingerprint", {})}
     diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))

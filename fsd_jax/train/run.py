@@ -107,6 +107,7 @@ def train_and_evaluate(
     extra_results: dict | None = None,
     model_params: Callable[[Any], Any] = lambda p: p,
     aux: Any = None,
+    batch_transform: Callable[[Any, Any], Callable[[dict], dict]] | None = None,
 ) -> dict:
     """Train ``params`` on ``objective`` (resuming from ``workdir``), evaluate, export.
 
@@ -115,6 +116,8 @@ def train_and_evaluate(
     ``model_params`` picks the model's parameters out of the trained tree (which may hold
     training-only tables such as a student memory; those are checkpointed, not exported).
     ``aux`` is the initial non-trainable step state of a stateful objective.
+    ``batch_transform(train_data, pad_to)`` returns a function applied to every training batch
+    (e.g. adding cached teacher outputs).
     """
     workdir = Path(workdir)
     t = config.train
@@ -146,12 +149,13 @@ def train_and_evaluate(
     writer = MetricWriter(workdir, tensorboard=config.tensorboard)
     fp = fingerprint(config)
     pad_to = bucket_padding(config.data.get("buckets"), seq_len)
+    transform = batch_transform(train, pad_to) if batch_transform else None
     try:
         state = restore(checkpointer, state, fp)
         step = sharder.jit_train_step(make_train_step(objective), state, step_args)
 
         def batches(epoch, start):
-            return iterate_batches(
+            it = iterate_batches(
                 train,
                 t.batch_size,
                 seq_len,
@@ -161,6 +165,7 @@ def train_and_evaluate(
                 epoch=epoch,
                 start_batch=start,
             )
+            return it if transform is None else map(transform, it)
 
         state, stats = fit(
             state,
