@@ -162,26 +162,23 @@ def _pkd_layers(o: dict, n_t: int, n_s: int) -> tuple[int, ...]:
     return losses.pkd_teacher_layers(n_t, n_s, o["mapping"])
 
 
+def _one_layer(fn: Callable[[Context, dict], Any]) -> TermSpec:
+    """A term reading one hidden state per side (penultimate by default)."""
+    return TermSpec(fn, dict(_PENULTIMATE), teacher_layers=_teacher_layer)
+
+
 TERMS: dict[str, TermSpec] = {
     "ce": TermSpec(_ce, {}, needs_teacher=False, teacher_layers=_no_layers),
     "kd": TermSpec(_kd, {"temperature": 1.0, "faithful": False}, teacher_layers=_no_layers),
-    "fsd_intra": TermSpec(
-        _fsd(losses.fsd_intra), dict(_PENULTIMATE), teacher_layers=_teacher_layer
-    ),
-    "fsd_local": TermSpec(
-        _fsd(losses.fsd_local), dict(_PENULTIMATE), teacher_layers=_teacher_layer
-    ),
+    "fsd_intra": _one_layer(_fsd(losses.fsd_intra)),
+    "fsd_local": _one_layer(_fsd(losses.fsd_local)),
     "pkd": TermSpec(
         _pkd,
         {"mapping": "skip", "normalize": True, "full_sequence": False},
         teacher_layers=_pkd_layers,
     ),
-    "rkd_distance": TermSpec(
-        _rkd(losses.rkd_distance), dict(_PENULTIMATE), teacher_layers=_teacher_layer
-    ),
-    "rkd_angle": TermSpec(
-        _rkd(losses.rkd_angle), dict(_PENULTIMATE), teacher_layers=_teacher_layer
-    ),
+    "rkd_distance": _one_layer(_rkd(losses.rkd_distance)),
+    "rkd_angle": _one_layer(_rkd(losses.rkd_angle)),
     "minilm": TermSpec(
         _minilm,
         {"teacher_layer": -1, "student_layer": -1, "faithful": False},
