@@ -20,6 +20,7 @@ import importlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,19 +100,33 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     seeds = [int(s) for s in _split(g.seeds)]
     cells = [(t, m, s) for t in tasks for m in methods for s in seeds]
     bar = tqdm(total=len(cells), desc="grid", disable=not config.get("progress", True))
-    teachers, searches = {}, {}
+    budget = float(g.get("max_hours") or 0.0) * 3600.0
+    t0 = time.monotonic()
+
+    def out_of_time() -> bool:
+        return budget > 0 and time.monotonic() - t0 > budget
+
+    teachers, searches, skipped = {}, {}, 0
     for task in tasks:
+        if out_of_time() and not _teacher_done(g, task, workdir):
+            skipped += len(methods) * len(seeds)
+            continue
         teacher, searches[task] = _teacher(g, task, workdir)
         teachers[task] = teacher
         mem = workdir / task / "memory"
-        for spec in methods:
-            for seed in seeds:
+        # seed-major: every method gets seed 0 before any gets seed 1, so a grid stopped
+        # part-way has all methods with the fewest seeds missing
+        for seed in seeds:
+            for spec in methods:
                 out = workdir / task / method_name(spec) / f"seed{seed}"
                 bar.set_postfix_str(f"{task} {method_name(spec)} seed {seed}")
                 c = cell_config(g, task, spec, seed, teacher)
                 if (out / "results.json").is_file():
                     _analyze(g, c, out, teacher, task)
                     bar.update(1)
+                    continue
+                if out_of_time():
+                    skipped += 1
                     continue
                 if spec != NO_KD and needs_memory(parse_terms(c.objective)):
                     if not (mem / "memory.npz").is_file():
@@ -124,6 +139,13 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 _analyze(g, c, out, teacher, task)
                 bar.update(1)
     bar.close()
+    if skipped:
+        log.warning(
+            "grid: %d of %d cells not run (grid.max_hours=%s); run again to continue",
+            skipped,
+            len(cells),
+            g.max_hours,
+        )
     names = [method_name(m) for m in methods]
     table = aggregate(workdir, tasks, names, teachers)
     analyses = aggregate_analyses(workdir, tasks, names)
@@ -136,9 +158,11 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         heatmaps={t: _heatmaps(workdir, t, names) for t in tasks},
         preamble=preamble,
         teacher_search=searches,
+        expected={"methods": names, "seeds": len(seeds)},
     )
     return {
         "stage": "grid",
+        "cells_not_run": skipped,
         "table": table,
         "analyses": analyses,
         "report": {k: str(v) for k, v in report.items()},
@@ -151,6 +175,21 @@ def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]
     keys = list(search or {})
     grids = [_split(search[k]) for k in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
+
+
+def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[Path]:
+    candidates = teacher_candidates(g.get("teacher_search"))
+    if not candidates or candidates == [{}]:
+        return [workdir / task / "teacher"]
+    return [workdir / task / "teacher_search" / _candidate_name(c) for c in candidates]
+
+
+def _candidate_name(train: Mapping[str, str]) -> str:
+    return "_".join(f"{k}-{v}" for k, v in train.items())
+
+
+def _teacher_done(g: ConfigDict, task: str, workdir: Path) -> bool:
+    return all((d / "results.json").is_file() for d in _teacher_dirs(g, task, workdir))
 
 
 def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]:
@@ -179,7 +218,7 @@ def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]
         return teacher, []
     scored = []
     for train in candidates:
-        d = workdir / task / "teacher_search" / "_".join(f"{k}-{v}" for k, v in train.items())
+        d = workdir / task / "teacher_search" / _candidate_name(train)
         if not (d / "results.json").is_file():
             log.info("grid: fine-tuning a %s teacher candidate %s", task, train)
             run_finetune(config(train), d)

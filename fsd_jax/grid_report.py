@@ -170,10 +170,12 @@ def write_report(
     heatmaps: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     preamble: str = "",
     teacher_search: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    expected: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """``results.md`` (mean ± std over seeds, ×100), ``results.csv``, ``results.png`` (bars with
     error bars of each task's main score) and, given ``heatmaps[task][method]``, one
-    ``cka_<task>.png`` per task into ``out_dir``."""
+    ``cka_<task>.png`` per task into ``out_dir``. ``expected = {"methods": [...], "seeds": n}``
+    adds a "not run yet" row for each planned method without a finished cell."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
@@ -192,6 +194,11 @@ def write_report(
             )
             for k, (mean, std, count) in r.items():
                 rows_csv.append([task, method, k, mean, std, count])
+        missing = [m for m in (expected or {}).get("methods", []) if m not in rows]
+        for method in missing:
+            lines.append(f"| {method} | 0 | " + " | ".join("not run yet" for _ in metrics) + " |")
+        if expected and expected.get("seeds"):
+            lines += ["", f"Planned: {expected['seeds']} seed(s) per method."]
         lines.append("")
         if (teacher_search or {}).get(task):
             lines += _teacher_search_lines(teacher_search[task])
