@@ -85,7 +85,11 @@ def cell_analysis(cell: Path) -> dict[str, float]:
     if not f.is_file():
         return {}
     a = json.loads(f.read_text())
-    out = {"cka_diagonal": a["cka_diagonal_mean"], **a["relation_differences"]}
+    out = {
+        "cka_diagonal": a["cka_diagonal_mean"],
+        "params": float(a["params"]["model"]),
+        **a["relation_differences"],
+    }
     out.update({f"restoration_{k}": v for k, v in (a.get("restoration_rate") or {}).items()})
     return out
 
@@ -143,9 +147,9 @@ def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]]) -> list[str]:
     ranks = relation_ranks(rows)
     head = (
         "| method | CKA diag | restoration P / R / F1 | inter euclid | inter cos "
-        "| intra euclid | intra cos | mean rank | examples/s | ÷ VKD |"
+        "| intra euclid | intra cos | mean rank | params (M) | examples/s | ÷ VKD |"
     )
-    lines = [head, "|---" * 10 + "|"]
+    lines = [head, "|---" * 11 + "|"]
     for m, r in rows.items():
         rest = " / ".join(_fmt(r.get(f"restoration_{k}")) for k in ("precision", "recall", "f1"))
         rel = [
@@ -155,7 +159,8 @@ def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]]) -> list[str]:
         lines.append(
             f"| {m} | {_fmt(r.get('cka_diagonal'), 1.0, 3)} | {rest} | "
             + " | ".join(rel)
-            + f" | {mean_rank} | {_fmt(r.get('examples_per_s'), 1.0, 1)}"
+            + f" | {mean_rank} | {_fmt(r.get('params'), 1e-6, 2)}"
+            + f" | {_fmt(r.get('examples_per_s'), 1.0, 1)}"
             + f" | {_fmt(r.get('speed_vs_vkd'), 1.0, 3)} |"
         )
     return lines

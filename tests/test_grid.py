@@ -87,6 +87,8 @@ def test_grid_runs_resumes_and_reports(tiny_teacher, tmp_path, monkeypatch):
     )
     assert a["vkd"]["speed_vs_vkd"][0] == 1.0 and a["nokd"]["examples_per_s"][0] > 0
     assert {"restoration_f1", "intra_cos", "inter_euclid"} <= set(a["nokd"])
+    # parameter count of the exported student: the FSD-G student memory is not part of it
+    assert a["fsd_ilg"]["params"][0] == a["vkd"]["params"][0] > 0
 
     # a second run finds every cell done and trains nothing
     def fail(*a, **k):
