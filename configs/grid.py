@@ -33,7 +33,9 @@ def get_config(arg=None):
             "report_dir": "",
             "preamble_file": "",  # Markdown put under the title of results.md
             "analysis_batches": 8,
-            "max_hours": 0.0,  # > 0: start no new cell after this long (run again to go on)  # dev batches in each cell's CKA pool; 0: no analyses
+            "max_hours": 0.0,
+            # examples/s columns: only meaningful when every cell had the machine to itself
+            "report_throughput": True,  # > 0: start no new cell after this long (run again to go on)  # dev batches in each cell's CKA pool; 0: no analyses
             "teacher_search": {},  # e.g. {"learning_rate": "3e-5,5e-5,1e-4", "num_epochs": "3,5"}
             # every run (teacher, memory, students)
             "common": {

@@ -159,6 +159,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         preamble=preamble,
         teacher_search=searches,
         expected={"methods": names, "seeds": len(seeds)},
+        throughput=bool(g.get("report_throughput", True)),
     )
     return {
         "stage": "grid",

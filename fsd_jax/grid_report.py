@@ -143,13 +143,14 @@ def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 2) -> str:
     return f"{scale * mean:.{digits}f}"
 
 
-def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]]) -> list[str]:
+def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]], throughput: bool) -> list[str]:
     ranks = relation_ranks(rows)
     head = (
         "| method | CKA diag | restoration P / R / F1 | inter euclid | inter cos "
-        "| intra euclid | intra cos | mean rank | params (M) | examples/s | ÷ VKD |"
+        "| intra euclid | intra cos | mean rank | params (M) |"
     )
-    lines = [head, "|---" * 11 + "|"]
+    head += " examples/s | ÷ VKD |" if throughput else ""
+    lines = [head, "|---" * (11 if throughput else 9) + "|"]
     for m, r in rows.items():
         rest = " / ".join(_fmt(r.get(f"restoration_{k}")) for k in ("precision", "recall", "f1"))
         rel = [
@@ -159,9 +160,12 @@ def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]]) -> list[str]:
         lines.append(
             f"| {m} | {_fmt(r.get('cka_diagonal'), 1.0, 3)} | {rest} | "
             + " | ".join(rel)
-            + f" | {mean_rank} | {_fmt(r.get('params'), 1e-6, 2)}"
-            + f" | {_fmt(r.get('examples_per_s'), 1.0, 1)}"
-            + f" | {_fmt(r.get('speed_vs_vkd'), 1.0, 3)} |"
+            + f" | {mean_rank} | {_fmt(r.get('params'), 1e-6, 2)} |"
+            + (
+                f" {_fmt(r.get('examples_per_s'), 1.0, 1)} | {_fmt(r.get('speed_vs_vkd'), 1.0, 3)} |"
+                if throughput
+                else ""
+            )
         )
     return lines
 
@@ -176,11 +180,13 @@ def write_report(
     preamble: str = "",
     teacher_search: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     expected: Mapping[str, Any] | None = None,
+    throughput: bool = True,
 ) -> dict[str, Path]:
     """``results.md`` (mean ± std over seeds, ×100), ``results.csv``, ``results.png`` (bars with
     error bars of each task's main score) and, given ``heatmaps[task][method]``, one
     ``cka_<task>.png`` per task into ``out_dir``. ``expected = {"methods": [...], "seeds": n}``
-    adds a "not run yet" row for each planned method without a finished cell."""
+    adds a "not run yet" row for each planned method without a finished cell. ``throughput``
+    False leaves out the examples/s columns (cells that shared their machine)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
@@ -210,7 +216,7 @@ def write_report(
         a_rows = (analyses or {}).get(task)
         if a_rows:
             lines += [f"### {task}: analyses against the teacher (dev)", ""]
-            lines += [*_analysis_lines(a_rows), ""]
+            lines += [*_analysis_lines(a_rows, throughput), ""]
             for method, r in a_rows.items():
                 for k, (mean, std, count) in r.items():
                     rows_csv.append([task, method, k, mean, std, count])

@@ -109,11 +109,13 @@ def test_a_time_budget_stops_starting_cells_and_reports_what_is_missing(tiny_tea
     cfg.grid.methods, cfg.grid.seeds, cfg.grid.analysis_batches = "nokd", "0", 0
     run(cfg, tmp_path / "grid")
     cfg.grid.methods, cfg.grid.max_hours = "nokd,vkd", 1e-9
+    cfg.grid.report_throughput = False
     out = run(cfg, tmp_path / "grid")
     assert out["cells_not_run"] == 1 and not (tmp_path / "grid" / "quickstart" / "vkd").exists()
     assert set(out["table"]["quickstart"]) == {"teacher", "nokd"}
     md = (tmp_path / "report" / "results.md").read_text()
     assert "| vkd | 0 | not run yet" in md and "| nokd | 1 |" in md
+    assert "params (M) |" in md and "examples/s" not in md
 
 
 def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
