@@ -164,6 +164,20 @@ def plot_heatmap(matrix: np.ndarray, path: str | Path, title: str) -> Path:
     return path
 
 
+# the teacher's side of the last analysis: (vocabulary size, parameter count, encoded dev split,
+# dev features, dev predictions), keyed by the teacher checkpoint and the analysis settings
+_TEACHER_SIDE: dict[tuple, tuple] = {}
+
+
+def _identity(path: str | Path) -> tuple:
+    """A checkpoint's identity for the memo: its directory and weights' modification time."""
+    from fsd_jax.models.hf import resolve_checkpoint_dir
+
+    directory = Path(resolve_checkpoint_dir(path))
+    weights = directory / "model.safetensors"
+    return str(directory.resolve()), weights.stat().st_mtime_ns if weights.is_file() else None
+
+
 def analyze(
     model_path: str | Path,
     teacher_path: str | Path,
@@ -190,17 +204,31 @@ def analyze(
     task = get_task(task_name)
     split = next(iter(task.dev_splits))
     model, params = load_pretrained(model_path)
-    teacher, t_params = load_pretrained(teacher_path)
-    if model.config.vocab_size != teacher.config.vocab_size:
-        raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
-    data = encode(
-        load_examples(task, split, data_dir),
-        load_tokenizer(teacher_path),
-        max_seq_length,
-        cache_dir,
-    )
     kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
-    t_feats = hidden_features(teacher, t_params, data, **kw)
+    key = (_identity(teacher_path), task.name, data_dir, max_seq_length, batch_size, num_batches)
+    if key not in _TEACHER_SIDE:  # the same for every student of a task: computed once
+        teacher, t_params = load_pretrained(teacher_path)
+        data = encode(
+            load_examples(task, split, data_dir),
+            load_tokenizer(teacher_path),
+            max_seq_length,
+            cache_dir,
+        )
+        preds = None
+        if not teacher.config.is_regression:
+            logits = predict_logits(teacher, t_params, data, 128, max_seq_length)
+            preds = predictions_from_logits(task, logits)
+        _TEACHER_SIDE.clear()
+        _TEACHER_SIDE[key] = (
+            teacher.config.vocab_size,
+            param_count(t_params),
+            data,
+            hidden_features(teacher, t_params, data, **kw),
+            preds,
+        )
+    vocab, t_count, data, t_feats, t_preds = _TEACHER_SIDE[key]
+    if model.config.vocab_size != vocab:
+        raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
     m_feats = hidden_features(model, params, data, **kw)
     heat = cka_heatmap([f for f, _ in t_feats], [f for f, _ in m_feats])
     rel = [
@@ -215,14 +243,12 @@ def analyze(
         "cka_diagonal_mean": diagonal_mean(heat),
         "cka_heatmap": heat.tolist(),
         "relation_differences": {k: float(np.mean([r[k] for r in rel])) for k in rel[0]},
-        "params": {"model": param_count(params), "teacher": param_count(t_params)},
+        "params": {"model": param_count(params), "teacher": t_count},
     }
-    if not model.config.is_regression:
-        preds = [
-            predictions_from_logits(task, predict_logits(m, p, data, 128, max_seq_length))
-            for m, p in ((teacher, t_params), (model, params))
-        ]
-        result["restoration_rate"] = restoration_rate(preds[0], preds[1], task.num_labels)
+    if t_preds is not None:
+        m_logits = predict_logits(model, params, data, 128, max_seq_length)
+        m_preds = predictions_from_logits(task, m_logits)
+        result["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {Path(str(model_path)).name}")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from fsd_jax.analysis import cka_heatmap, diagonal_mean, relation_differences, restoration_rate
@@ -122,3 +123,27 @@ def test_eval_cli_analyses_a_student_against_its_teacher(tiny_teacher, tiny_chec
     assert out["params"]["teacher"] > out["params"]["model"] > 0
     png = (tmp_path / "out" / "cka_heatmap.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_teachers_side_is_computed_once_and_matches_a_fresh_run(
+    tiny_teacher, tiny_checkpoint, tmp_path, monkeypatch
+):
+    from fsd_jax import analysis
+
+    kw = {"max_seq_length": 24, "num_batches": 2, "cache_dir": str(tmp_path / "cache")}
+    analysis._TEACHER_SIDE.clear()
+    analysis.analyze(tiny_teacher, tiny_teacher, "quickstart", tmp_path / "a", **kw)
+    # a second student of the same teacher reads the memo: the teacher is not loaded again
+    real_load = analysis.hidden_features
+    calls = []
+    monkeypatch.setattr(
+        analysis, "hidden_features", lambda m, *a, **k: calls.append(m) or real_load(m, *a, **k)
+    )
+    memo = analysis.analyze(tiny_checkpoint, tiny_teacher, "quickstart", tmp_path / "b", **kw)
+    assert len(calls) == 1  # the student's features only
+    analysis._TEACHER_SIDE.clear()
+    fresh = analysis.analyze(tiny_checkpoint, tiny_teacher, "quickstart", tmp_path / "c", **kw)
+    for k in ("cka_heatmap", "relation_differences", "restoration_rate", "params"):
+        np.testing.assert_allclose(
+            np.asarray(jax.tree.leaves(memo[k])), np.asarray(jax.tree.leaves(fresh[k]))
+        )
