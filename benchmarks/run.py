@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import METHODS, build_step, jax_runner, median, method_terms, time_interleaved
+from report import print_report
 from torch_reference import make_torch_step, reference_cka
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mfu_vkd": out.get("mfu", {}).get("vkd", {}).get("mfu"),
     }
     out["wall_time_s"] = time.perf_counter() - t0
-    _print(out)
+    print_report(out)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=2))
@@ -399,58 +400,6 @@ def _machine() -> dict:
         "python": platform.python_version(),
         "jax": jax.__version__,
     }
-
-
-def _fmt(x: Any, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _print(out: dict) -> None:
-    m = out["machine"]
-    print(f"fsd-jax benchmarks  {out['date']}  {m['backend']} ({m['device']}) x{m['device_count']}")
-    print(
-        f"teacher {out['teacher']}, student {out['student_layers']}, B={out['batch_size']}, "
-        f"L={out['seq_len']}, {out['dtype']}, {out['timed_steps']} timed steps"
-    )
-    if "cka" in out:
-        print(f"\nCKA vs reference ({out['cka']['reference']})")
-        for name, r in out["cka"]["rows"].items():
-            print(
-                f"  {name:<26} jax {r['jax_ms']:8.2f} ms  ref {r['reference_ms']:8.2f} ms  "
-                f"ref/jax {r['reference_over_jax']:6.2f}"
-            )
-    if "steps" in out:
-        print("\nstep time per method (ratio to VKD, same run)")
-        for name, r in out["steps"]["rows"].items():
-            print(
-                f"  {name:<9} {r['median_step_s']:7.3f} s  {r['examples_per_s']:7.1f} ex/s  "
-                f"{r['step_time_over_vkd']:.3f}"
-            )
-    if "cache" in out:
-        print("\nteacher outputs from the cache vs the live teacher (step time, same run)")
-        for name, r in out["cache"].items():
-            print(
-                f"  {name:<9} live {r['live_step_s']:7.3f} s  cached {r['cached_step_s']:7.3f} s"
-                f"  {r['cached_over_live_step_time']:.3f}"
-            )
-    if "torch" in out:
-        e = out["torch"]["examples_per_s"]
-        print("\nJAX vs PyTorch eager (examples/s)")
-        for k in ("vkd", "fsd_il"):
-            print(
-                f"  {k:<7} jax {e['jax_' + k]:7.1f}  torch {e['torch_' + k]:7.1f}  "
-                f"ratio {out['torch']['jax_over_torch_' + k]:.3f}"
-            )
-    if "bucketing" in out:
-        r = out["bucketing"]
-        print(
-            f"\nbucketing on SST-2 ({r['batches']} batches): full {r['full_padding_s']:.2f} s, "
-            f"bucketed {r['bucketed_s']:.2f} s, speed-up {r['speedup']:.2f}x"
-        )
-    for k, why in out["skipped"].items():
-        print(f"skipped {k}: {why}")
-    print("\nratios: " + ", ".join(f"{k}={_fmt(v)}" for k, v in out["ratios"].items()))
-    print(f"wall time {out['wall_time_s']:.0f} s")
 
 
 if __name__ == "__main__":
