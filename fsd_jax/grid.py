@@ -41,8 +41,13 @@ def method_name(spec: str) -> str:
     A method spec is a config file of ``configs/distill`` with optional variants after ``:``
     joined by ``+`` (commas separate the methods of a grid).
     """
+    file, variants = _parse_spec(spec)
+    return "-".join([file, *variants])
+
+
+def _parse_spec(spec: str) -> tuple[str, list[str]]:
     file, _, variants = spec.partition(":")
-    return "-".join([file, *[v for v in variants.split("+") if v]])
+    return file, [v for v in variants.split("+") if v]
 
 
 def _apply(config: ConfigDict, overrides: Mapping[str, Any] | None, where: str = "") -> ConfigDict:
@@ -71,9 +76,9 @@ def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path
         c = finetune.get_config(task)
         c.model.layers = grid.student_layers
     else:
-        file, _, variants = spec.partition(":")
+        file, variants = _parse_spec(spec)
         module = importlib.import_module(f"configs.distill.{file}")
-        c = module.get_config(",".join([task, *[v for v in variants.split("+") if v]]))
+        c = module.get_config(",".join([task, *variants]))
         c.teacher = str(teacher)
         c.model.layers = grid.student_layers
     c.seed = seed
@@ -178,19 +183,19 @@ def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
 
 
-def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[Path]:
+def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
+    """(train overrides, directory) of each teacher to fine-tune: one unless a search."""
     candidates = teacher_candidates(g.get("teacher_search"))
-    if not candidates or candidates == [{}]:
-        return [workdir / task / "teacher"]
-    return [workdir / task / "teacher_search" / _candidate_name(c) for c in candidates]
-
-
-def _candidate_name(train: Mapping[str, str]) -> str:
-    return "_".join(f"{k}-{v}" for k, v in train.items())
+    if candidates == [{}]:
+        return [({}, workdir / task / "teacher")]
+    names = ("_".join(f"{k}-{v}" for k, v in c.items()) for c in candidates)
+    return [
+        (c, workdir / task / "teacher_search" / n) for c, n in zip(candidates, names, strict=True)
+    ]
 
 
 def _teacher_done(g: ConfigDict, task: str, workdir: Path) -> bool:
-    return all((d / "results.json").is_file() for d in _teacher_dirs(g, task, workdir))
+    return all((d / "results.json").is_file() for _, d in _teacher_dirs(g, task, workdir))
 
 
 def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]:
@@ -210,19 +215,15 @@ def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]
         tc.progress = False
         return tc
 
-    candidates = teacher_candidates(g.get("teacher_search"))
-    if not candidates or candidates == [{}]:
-        teacher = workdir / task / "teacher"
-        if not (teacher / "results.json").is_file():
-            log.info("grid: fine-tuning the %s teacher", task)
-            run_finetune(config({}), teacher)
-        return teacher, []
-    scored = []
-    for train in candidates:
-        d = workdir / task / "teacher_search" / _candidate_name(train)
+    dirs = _teacher_dirs(g, task, workdir)
+    for train, d in dirs:
         if not (d / "results.json").is_file():
-            log.info("grid: fine-tuning a %s teacher candidate %s", task, train)
+            log.info("grid: fine-tuning the %s teacher %s", task, train or "")
             run_finetune(config(train), d)
+    if len(dirs) == 1 and not dirs[0][0]:
+        return dirs[0][1], []
+    scored = []
+    for train, d in dirs:
         dev = json.loads((d / "results.json").read_text())["dev"]
         scored.append({"train": train, "dir": str(d), "score": next(iter(dev.values()))["score"]})
     best = max(range(len(scored)), key=lambda i: scored[i]["score"])  # first of equal scores
