@@ -186,7 +186,9 @@ TERMS: dict[str, TermSpec] = {
     ),
     "fsd_g": TermSpec(
         _fsd_global,
-        {**_PENULTIMATE, "gamma_m": 0.5},
+        # memory_init_std: the student memory starts as Normal(0, std²); 1.0 is the reference's
+        # (PyTorch embedding default), read by the distill stage, not by the loss.
+        {**_PENULTIMATE, "gamma_m": 0.5, "memory_init_std": 1.0},
         needs_memory=True,
         teacher_layers=_teacher_layer,
     ),

@@ -14,6 +14,7 @@ from conftest import tiny_finetune_config
 from fsd_jax.data import encode, load_examples
 from fsd_jax.memory import kmeans, sample_indices
 from fsd_jax.models import load_pretrained, load_tokenizer
+from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.distill import run_distill
 from fsd_jax.train.stages import run
 from fsd_jax.train.teacher_memory import build_teacher_memory, load_memory
@@ -72,6 +73,8 @@ def test_memory_stage_then_fsd_g_and_ilg(tiny_teacher, tmp_path):
         cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
         cfg.teacher_memory = str(tmp_path / "memory")
         cfg.model.layers = "every:2"
+        std = 1.0 if method == "fsd_g" else 0.02
+        cfg.objective.fsd_g.memory_init_std = std
         out = run_distill(cfg, tmp_path / method)
         m = out["train_metrics"]
         assert {"fsd_g", "fsd_g/distance", "fsd_g/cosine", "fsd_g/memory_cka"} <= set(m)
@@ -79,6 +82,13 @@ def test_memory_stage_then_fsd_g_and_ilg(tiny_teacher, tmp_path):
         # the student memory is training state: checkpointed, not exported
         _, exported = load_pretrained(tmp_path / method)
         assert "memory" not in exported
+        ckpt = Checkpointer(tmp_path / method / "checkpoints")
+        state, _, _ = ckpt.restore_latest(None)
+        ckpt.close()
+        memory = np.asarray(state["params"]["memory"])
+        assert memory.shape == (6, 24, 32)
+        # 3 Adam steps at lr <= 5e-5 leave the start's scale
+        assert abs(memory.std() / std - 1) < 0.1
 
 
 def test_memory_mismatches_are_named(tiny_teacher, tmp_path):
@@ -94,6 +104,12 @@ def test_memory_mismatches_are_named(tiny_teacher, tmp_path):
     cfg = importlib.import_module("configs.distill.fsd_g").get_config("quickstart")
     cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
     with pytest.raises(ValueError, match="config.teacher_memory: the fsd_g term needs a memory"):
+        run_distill(cfg, tmp_path / "x")
+    base = tiny_finetune_config(tiny_teacher, tmp_path / "cache", max_steps=1)
+    cfg.data, cfg.train, cfg.progress = base.data, base.train, False
+    cfg.teacher_memory = str(tmp_path / "memory")
+    cfg.objective.fsd_g.memory_init_std = 0.0
+    with pytest.raises(ValueError, match="memory_init_std=0.0: expected a positive number"):
         run_distill(cfg, tmp_path / "x")
 
 

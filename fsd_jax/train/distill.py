@@ -39,7 +39,8 @@ def run_distill(
     The teacher is a workdir from stage ``finetune`` or a fine-tuned HF directory; it runs in
     eval mode under ``stop_gradient`` inside the same compiled step as the student. Objectives
     with an ``fsd_g`` term also read ``config.teacher_memory`` (a workdir of stage ``memory``)
-    and train a student memory, Normal(0, 1) at start (METHODS.md §2.5), kept out of the export.
+    and train a student memory, Normal(0, 1) at start as in the reference (METHODS.md §2.5;
+    ``objective.fsd_g.memory_init_std`` scales it), kept out of the export.
     """
     if config.get("phases"):
         return run_phases(config, workdir, on_step)
@@ -120,9 +121,13 @@ def run_distill(
                 f"{config.teacher_memory}: memory built from teacher layer "
                 f"{meta['layer']}, objective.fsd_g.teacher_layer is {layer}"
             )
+        std = float(next(t for t in terms if t.name == "fsd_g").options["memory_init_std"])
+        if not std > 0:
+            raise ValueError(f"objective.fsd_g.memory_init_std={std}: expected a positive number")
         k, n, _ = centroids.shape
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
-        params["memory"] = jax.random.normal(key, (k, n, student.config.hidden_size), jnp.float32)
+        shape = (k, n, student.config.hidden_size)
+        params["memory"] = std * jax.random.normal(key, shape, jnp.float32)
         step_args = (*step_args, jnp.asarray(centroids))
         extra["teacher_memory"] = str(config.teacher_memory)
     return train_and_evaluate(
