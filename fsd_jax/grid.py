@@ -127,6 +127,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 bar.set_postfix_str(f"{task} {method_name(spec)} seed {seed}")
                 c = cell_config(g, task, spec, seed, teacher)
                 if (out / "results.json").is_file():
+                    _check_teacher(out / "results.json", teacher)
                     _analyze(g, c, out, teacher, task)
                     bar.update(1)
                     continue
@@ -134,6 +135,8 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     skipped += 1
                     continue
                 if spec != NO_KD and needs_memory(parse_terms(c.objective)):
+                    if (mem / "memory.json").is_file():
+                        _check_teacher(mem / "memory.json", teacher)
                     if not (mem / "memory.npz").is_file():
                         mc = _apply(memory.get_config(task), g.get("common"))
                         _apply(mc, g.get("memory"))
@@ -230,6 +233,25 @@ def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]
     scored[best]["chosen"] = True
     (workdir / task / "teacher_search.json").write_text(json.dumps(scored, indent=2))
     return Path(scored[best]["dir"]), scored
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:  # one of them is gone: only the same spelling counts
+        return str(a) == str(b)
+
+
+def _check_teacher(record: Path, teacher: Path) -> None:
+    """A finished cell or memory counts only if it was made from this grid's teacher of the task
+    (a changed ``grid.teacher``/``teacher_search`` would otherwise mix students of two teachers)."""
+    recorded = json.loads(record.read_text()).get("teacher")
+    if recorded is not None and not _same_path(recorded, teacher):
+        raise ValueError(
+            f"grid: {record.parent} was made from teacher {recorded}, this grid's teacher for the "
+            f"task is {teacher} (grid.teacher or grid.teacher_search changed?); move it away to "
+            "redo it with this teacher, or restore the settings it was made with"
+        )
 
 
 def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str) -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fsd_jax import grid as grid_lib
 
@@ -139,6 +140,12 @@ def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
     # the chosen teacher taught the cell
     cell = tmp_path / "grid" / "quickstart" / "vkd" / "seed0" / "train_config.json"
     assert json.loads(cell.read_text())["teacher"] == chosen[0]["dir"]
+    # a cell distilled from another teacher (the search changed since) is not silently reused
+    results = cell.parent / "results.json"
+    other = next(c["dir"] for c in search if not c.get("chosen"))
+    results.write_text(json.dumps({**json.loads(results.read_text()), "teacher": other}))
+    with pytest.raises(ValueError, match=r"vkd/seed0 was made from teacher .*move it away"):
+        run(cfg, tmp_path / "grid")
 
 
 def test_relation_ranks_and_phase_throughput():
