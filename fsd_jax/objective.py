@@ -235,6 +235,18 @@ def cached_teacher_layers(
     return tuple(sorted(layers))
 
 
+def with_defaults(terms: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each known term's options completed with its defaults (unknown names left for
+    :func:`parse_terms` to reject): configs list every option, so each can be set from the
+    command line (``--config.objective.fsd_g.memory_init_std 0.02``)."""
+    return {
+        name: {**dict(raw), **{k: v for k, v in TERMS[name].defaults.items() if k not in raw}}
+        if name in TERMS
+        else dict(raw)
+        for name, raw in terms.items()
+    }
+
+
 def parse_terms(config: Mapping[str, Any]) -> tuple[Term, ...]:
     """Terms from ``{name: {"weight": w, option: value, ...}}``; unknown names or options raise."""
     terms = []

@@ -124,6 +124,19 @@ def test_layer_errors_name_the_option(tiny_config, terms, message):
         make_distill_objective(student, teacher, parse_terms(terms))
 
 
+def test_method_configs_list_every_option_of_their_terms():
+    """So that each option can be set from the command line (config_flags refuses new keys)."""
+
+    from fsd_jax.objective import TERMS
+
+    for name in ("vkd", "pkd", "rkd", "minilm", "fsd_ilg", "tinybert", "bert_emd", "lad"):
+        c = importlib.import_module(f"configs.distill.{name}").get_config("rte")
+        objectives = [c.objective] + [p.objective for p in (c.get("phases") or {}).values()]
+        for objective in objectives:
+            for term, options in objective.items():
+                assert set(options) == {"weight", *TERMS[term].defaults}, (name, term)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_config_distils(method, tiny_teacher, tmp_path):
     cfg = importlib.import_module(f"configs.distill.{method}").get_config("quickstart")

@@ -164,3 +164,26 @@ def test_checkpoints_from_before_the_option_still_resume():
     assert restore(checkpointer(old), "fresh", {**old, "teacher_cache": "off"}) == "restored"
     with pytest.raises(ConfigMismatchError, match="teacher_cache: 'off' -> 'on'"):
         restore(checkpointer(old), "fresh", {**old, "teacher_cache": "on"})
+
+
+def test_checkpoints_from_before_configs_listed_every_term_option_still_resume():
+    from types import SimpleNamespace
+
+    from configs.distill import fsd_g
+    from fsd_jax.train.loop import ConfigMismatchError, restore
+    from fsd_jax.train.run import fingerprint
+
+    def checkpointer(fp):
+        return SimpleNamespace(
+            directory="ck", restore_latest=lambda s: ("restored", {"fingerprint": fp}, 7)
+        )
+
+    now = fingerprint(fsd_g.get_config("rte"))
+    assert now["objective.fsd_g.memory_init_std"] == 1.0  # every option is in the config
+    # a checkpoint whose config named only the options it changed
+    old = {k: v for k, v in now.items() if k not in ("objective.fsd_g.memory_init_std",)}
+    old = {k: v for k, v in old.items() if not k.startswith("objective.kd.faithful")}
+    assert restore(checkpointer(old), "fresh", now) == "restored"
+    changed = {**now, "objective.fsd_g.memory_init_std": 0.02}
+    with pytest.raises(ConfigMismatchError, match="memory_init_std: 1.0 -> 0.02"):
+        restore(checkpointer(old), "fresh", changed)

@@ -8,6 +8,7 @@ Each method file adds its terms; the student is the first half of the pre-traine
 from ml_collections import ConfigDict, config_dict
 
 from configs import finetune
+from fsd_jax.objective import with_defaults
 
 ALPHA = 0.5
 TEMPERATURE = 5.0
@@ -23,7 +24,7 @@ def get_base(task: str | None, terms: dict) -> ConfigDict:
     c.teacher_cache = "off"
     c.model.layers = "first:3"
     c.train.learning_rate = 5e-5
-    c.objective = ConfigDict(terms)
+    c.objective = ConfigDict(with_defaults(terms))
     return c
 
 

@@ -22,6 +22,7 @@ model is reported (the reference keeps the best dev checkpoint, METHODS.md §9 i
 from ml_collections import ConfigDict
 
 from configs.distill.base import get_base
+from fsd_jax.objective import with_defaults
 
 VARIANTS = ("kl", "random", "mean", "reweighted", "one_stage")
 
@@ -52,11 +53,11 @@ def get_config(arg=None):
     c.phases = ConfigDict(
         {
             "intermediate": {
-                "objective": intermediate,
+                "objective": with_defaults(intermediate),
                 "train": {"schedule": "constant", "num_epochs": 10.0, "learning_rate": 5e-5},
             },
             "prediction": {
-                "objective": prediction,
+                "objective": with_defaults(prediction),
                 "train": {"learning_rate": 3e-5, "warmup_ratio": 0.1, "num_epochs": 3.0},
             },
         }

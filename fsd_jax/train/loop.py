@@ -44,6 +44,20 @@ def _check_finite(window_loss: float, first: int, last: int, checkpointer: Check
 ADDED_SETTINGS = {"teacher_cache": "off"}
 
 
+def _with_term_defaults(fingerprint: dict) -> dict:
+    """Objective options a config left out, filled with their defaults: a checkpoint written
+    before the configs listed every option (or with an option added since) still resumes."""
+    from fsd_jax.objective import TERMS
+
+    out = dict(fingerprint)
+    for key in fingerprint:
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "objective" and parts[1] in TERMS:
+            for opt, value in TERMS[parts[1]].defaults.items():
+                out.setdefault(f"objective.{parts[1]}.{opt}", value)
+    return out
+
+
 def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) -> TrainState:
     """``state`` from the newest readable checkpoint, or ``state`` itself if there is none.
 
@@ -54,8 +68,9 @@ def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) ->
     if found is None:
         return state
     restored, meta, step = found
-    old = {**ADDED_SETTINGS, **meta.get("fingerprint", {})}
-    diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
+    old = _with_term_defaults({**ADDED_SETTINGS, **meta.get("fingerprint", {})})
+    new = _with_term_defaults(fingerprint)
+    diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     if diff:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ConfigMismatchError(
