@@ -6,6 +6,11 @@ FSD script's default β = 30 swamps CE and KD (the student stays at chance), and
 refined β values are tiny (6e-7 .. 5e-6 on RTE/WNLI/MNLI). β = 1e-3 makes it comparable to CE at
 the start; tune per task. Needs the teacher memory from stage ``memory``.
 
+The student memory starts at Normal(0, 1) as in the reference; under Adam at lr 5e-5 such entries
+barely move in a short run, so the distance term is lowered by moving the student's features
+instead. ``--config.objective.fsd_g.memory_init_std 0.02`` lets the memory learn (docs/results.md,
+"FSD-G alone").
+
     python train.py --config configs/distill/fsd_g.py:rte --workdir runs/rte/fsd_g \
         --config.teacher runs/rte/teacher --config.teacher_memory runs/rte/memory \
         --config.data.data_dir ../shared/glue_data
