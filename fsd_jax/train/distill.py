@@ -109,21 +109,22 @@ def run_distill(
                 "config.teacher_memory: the fsd_g term needs a memory built by "
                 "stage 'memory' (its workdir)"
             )
+        options = next(t for t in terms if t.name == "fsd_g").options
+        std = float(options["memory_init_std"])
+        if not std > 0:
+            raise ValueError(f"objective.fsd_g.memory_init_std={std}: expected a positive number")
         centroids, meta = load_memory(
             config.teacher_memory,
             hidden_size=teacher.config.hidden_size,
             seq_len=int(config.data.max_seq_length),
             task=task.name,
         )
-        layer = next(t for t in terms if t.name == "fsd_g").options["teacher_layer"]
+        layer = options["teacher_layer"]
         if meta.get("layer", layer) != layer:
             raise ValueError(
                 f"{config.teacher_memory}: memory built from teacher layer "
                 f"{meta['layer']}, objective.fsd_g.teacher_layer is {layer}"
             )
-        std = float(next(t for t in terms if t.name == "fsd_g").options["memory_init_std"])
-        if not std > 0:
-            raise ValueError(f"objective.fsd_g.memory_init_std={std}: expected a positive number")
         k, n, _ = centroids.shape
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
         shape = (k, n, student.config.hidden_size)

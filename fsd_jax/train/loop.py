@@ -47,14 +47,15 @@ ADDED_SETTINGS = {"teacher_cache": "off"}
 def _with_term_defaults(fingerprint: dict) -> dict:
     """Objective options a config left out, filled with their defaults: a checkpoint written
     before the configs listed every option (or with an option added since) still resumes."""
-    from fsd_jax.objective import TERMS
+    from fsd_jax.objective import with_defaults
 
+    named = {
+        k.split(".")[1] for k in fingerprint if k.startswith("objective.") and k.count(".") == 2
+    }
     out = dict(fingerprint)
-    for key in fingerprint:
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "objective" and parts[1] in TERMS:
-            for opt, value in TERMS[parts[1]].defaults.items():
-                out.setdefault(f"objective.{parts[1]}.{opt}", value)
+    for name, options in with_defaults({n: {} for n in named}).items():
+        for opt, value in options.items():
+            out.setdefault(f"objective.{name}.{opt}", value)
     return out
 
 
