@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fsd_jax.models import BertConfig
@@ -12,6 +14,14 @@ from fsd_jax.models import BertConfig
 GLUE_DIR = Path(
     os.environ.get("FSD_GLUE_DIR", Path(__file__).resolve().parents[2] / "shared" / "glue_data")
 )
+
+
+@pytest.fixture(autouse=True)
+def _reseed_module_rng(request):
+    """A module's shared ``RNG`` restarts from a seed of the test's own id: its draws must not
+    depend on which tests ran before it in the same process (xdist changes that order)."""
+    if isinstance(getattr(request.module, "RNG", None), np.random.Generator):
+        request.module.RNG = np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(scope="session")
