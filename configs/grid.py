@@ -32,11 +32,13 @@ def get_config(arg=None):
             "title": "fsd-jax results: MiniLM teacher (6 layers) → 3-layer student",
             "report_dir": "",
             "preamble_file": "",  # Markdown put under the title of results.md
-            "analysis_batches": 8,
-            "max_hours": 0.0,
+            "analysis_batches": 8,  # dev batches in each cell's CKA pool; 0: no analyses
+            "max_hours": 0.0,  # > 0: start no new cell after this long (run again to go on)
             # examples/s columns: only meaningful when every cell had the machine to itself
-            "report_throughput": True,  # > 0: start no new cell after this long (run again to go on)  # dev batches in each cell's CKA pool; 0: no analyses
+            "report_throughput": True,
             "teacher_search": {},  # e.g. {"learning_rate": "3e-5,5e-5,1e-4", "num_epochs": "3,5"}
+            # comma-separated tasks that get the search ("": all); the others: <task>/teacher
+            "teacher_search_tasks": "",
             # every run (teacher, memory, students)
             "common": {
                 "data": {"data_dir": "../shared/glue_data", "buckets": "48,64,80,96,112,128"}

@@ -4,7 +4,8 @@ Layout under the grid's workdir::
 
     <task>/teacher            stage finetune (the teacher, once per task), or with
     <task>/teacher_search/*   ``grid.teacher_search``: one teacher per candidate setting, the
-                              best dev score chosen (``<task>/teacher_search.json``)
+                              best dev score chosen (``<task>/teacher_search.json``); only
+                              for the tasks of ``grid.teacher_search_tasks`` when it is set
     <task>/memory             stage memory (once per task, if a method needs it)
     <task>/<method>/seed<k>   one cell: stage distill (or finetune for ``nokd``), with
                               ``analysis/`` (CKA heat map, restoration, relation differences)
@@ -103,6 +104,11 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     workdir = Path(workdir)
     tasks, methods = _split(g.tasks), _split(g.methods)
     seeds = [int(s) for s in _split(g.seeds)]
+    unknown = set(_split(g.get("teacher_search_tasks") or "")) - set(tasks)
+    if unknown:
+        raise ValueError(
+            f"grid.teacher_search_tasks: {', '.join(sorted(unknown))} not in grid.tasks ({g.tasks})"
+        )
     cells = [(t, m, s) for t in tasks for m in methods for s in seeds]
     bar = tqdm(total=len(cells), desc="grid", disable=not config.get("progress", True))
     budget = float(g.get("max_hours") or 0.0) * 3600.0
@@ -189,7 +195,8 @@ def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]
 def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
     """(train overrides, directory) of each teacher to fine-tune: one unless a search."""
     candidates = teacher_candidates(g.get("teacher_search"))
-    if candidates == [{}]:
+    only = _split(g.get("teacher_search_tasks") or "")
+    if candidates == [{}] or (only and task not in only):
         return [({}, workdir / task / "teacher")]
     names = ("_".join(f"{k}-{v}" for k, v in c.items()) for c in candidates)
     return [

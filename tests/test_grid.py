@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from fsd_jax import grid as grid_lib
 
@@ -216,3 +217,23 @@ def test_method_specs_and_overrides(tmp_path):
 
     with pytest.raises(ValueError, match="grid override train.nope: no such field"):
         grid_lib.cell_config(g, "rte", "vkd", 0, Path("/t"))
+
+
+def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
+    g = ConfigDict(
+        {"teacher_search": {"learning_rate": "1e-5,2e-5"}, "teacher_search_tasks": "rte"}
+    )
+    rte = grid_lib._teacher_dirs(g, "rte", tmp_path)
+    assert [c for c, _ in rte] == [{"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}]
+    assert all(d.parent == tmp_path / "rte" / "teacher_search" for _, d in rte)
+    assert grid_lib._teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
+    g.teacher_search_tasks = ""  # every task searches
+    assert len(grid_lib._teacher_dirs(g, "mrpc", tmp_path)) == 2
+
+
+def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
+    cfg = _config(tmp_path / "no_teacher_needed", tmp_path)
+    cfg.grid.teacher_search_tasks = "quickstart,mrcp"
+    with pytest.raises(ValueError, match=r"grid.teacher_search_tasks: mrcp not in grid.tasks"):
+        grid_lib.run_grid(cfg, tmp_path / "grid")
+    assert not (tmp_path / "grid").exists()
