@@ -29,7 +29,7 @@ from typing import Any
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
-from fsd_jax.grid_report import aggregate, aggregate_analyses, write_report
+from fsd_jax.grid_report import aggregate, aggregate_analyses, seed_dirs, write_report
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +161,15 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
             g.max_hours,
         )
     names = [method_name(m) for m in methods]
-    table = aggregate(workdir, tasks, names, teachers)
-    analyses = aggregate_analyses(workdir, tasks, names)
+    table = aggregate(workdir, tasks, names, teachers, seeds)
+    analyses = aggregate_analyses(workdir, tasks, names, seeds)
     preamble = Path(g.preamble_file).read_text() if g.get("preamble_file") else ""
     report = write_report(
         table,
         g.get("report_dir") or workdir / "report",
         g.get("title", "Results"),
         analyses=analyses,
-        heatmaps={t: _heatmaps(workdir, t, names) for t in tasks},
+        heatmaps={t: _heatmaps(workdir, t, names, seeds) for t in tasks},
         preamble=preamble,
         teacher_search=searches,
         expected={"methods": names, "seeds": len(seeds)},
@@ -279,11 +279,13 @@ def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str)
     )
 
 
-def _heatmaps(workdir: Path, task: str, methods: list[str]) -> dict:
-    """Each method's CKA heat map from its lowest-numbered analysed seed."""
+def _heatmaps(workdir: Path, task: str, methods: list[str], seeds: list[int]) -> dict:
+    """Each method's CKA heat map from its lowest-numbered analysed seed of the grid."""
     maps = {}
     for m in methods:
-        for f in sorted((workdir / task / m).glob("seed*/analysis/analysis.json")):
-            maps[m] = json.loads(f.read_text())["cka_heatmap"]
-            break
+        for cell in seed_dirs(workdir, task, m, seeds):
+            f = cell / "analysis" / "analysis.json"
+            if f.is_file():
+                maps[m] = json.loads(f.read_text())["cka_heatmap"]
+                break
     return maps

@@ -27,8 +27,17 @@ def _stat(values: Sequence[float]) -> Stat:
     return float(np.mean(values)), std, len(values)
 
 
-def _seed_dirs(workdir: Path, task: str, method: str) -> list[Path]:
-    return [f.parent for f in sorted((workdir / task / method).glob("seed*/results.json"))]
+def seed_dirs(
+    workdir: Path, task: str, method: str, seeds: Sequence[int] | None = None
+) -> list[Path]:
+    """The finished ``seed<k>`` cells of a method, by seed; only ``seeds`` when given (a report
+    of ``--config.grid.seeds 0`` must not average in seed 1 because it happens to be there)."""
+    cells = {}
+    for f in (workdir / task / method).glob("seed*/results.json"):
+        k = f.parent.name.removeprefix("seed")
+        if k.isdigit() and (seeds is None or int(k) in seeds):
+            cells[int(k)] = f.parent
+    return [cells[k] for k in sorted(cells)]
 
 
 def flat_dev(dev: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -39,12 +48,17 @@ def flat_dev(dev: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
 
 
 def aggregate(
-    workdir: str | Path, tasks: list[str], methods: list[str], teachers: Mapping | None = None
+    workdir: str | Path,
+    tasks: list[str],
+    methods: list[str],
+    teachers: Mapping | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict:
     """Mean ± std (over seeds) of every dev metric, per task and method, from the cells' results.
 
     Returns ``{task: {method: {metric: (mean, std, n)}}}`` plus the teacher's metrics under
-    ``"teacher"`` (``teachers[task]`` is its directory; default ``<task>/teacher``).
+    ``"teacher"`` (``teachers[task]`` is its directory; default ``<task>/teacher``). ``seeds``:
+    only those seeds' cells (default: every finished one).
     """
     workdir = Path(workdir)
     table: dict = {}
@@ -57,7 +71,7 @@ def aggregate(
         for m in methods:
             metrics = [
                 flat_dev(json.loads((d / "results.json").read_text())["dev"])
-                for d in _seed_dirs(workdir, task, m)
+                for d in seed_dirs(workdir, task, m, seeds)
             ]
             if metrics:
                 keys = sorted(set.intersection(*(set(x) for x in metrics)))
@@ -94,16 +108,22 @@ def cell_analysis(cell: Path) -> dict[str, float]:
     return out
 
 
-def aggregate_analyses(workdir: str | Path, tasks: list[str], methods: list[str]) -> dict:
-    """``{task: {method: {key: (mean, std, n)}}}`` over seeds: ``cka_diagonal``,
-    ``restoration_{precision,recall,f1}``, the four relation differences, ``examples_per_s``
-    and ``speed_vs_vkd`` (mean examples/s over VKD's, when VKD is in the grid)."""
+def aggregate_analyses(
+    workdir: str | Path,
+    tasks: list[str],
+    methods: list[str],
+    seeds: Sequence[int] | None = None,
+) -> dict:
+    """``{task: {method: {key: (mean, std, n)}}}`` over seeds (only ``seeds`` when given):
+    ``cka_diagonal``, ``restoration_{precision,recall,f1}``, the four relation differences,
+    ``examples_per_s`` and ``speed_vs_vkd`` (mean examples/s over VKD's, when VKD is in the
+    grid)."""
     workdir = Path(workdir)
     table: dict = {}
     for task in tasks:
         rows: dict = {}
         for m in methods:
-            cells = _seed_dirs(workdir, task, m)
+            cells = seed_dirs(workdir, task, m, seeds)
             values: dict[str, list[float]] = {}
             for cell in cells:
                 speed = cell_throughput(json.loads((cell / "results.json").read_text()))

@@ -102,6 +102,12 @@ def test_grid_runs_resumes_and_reports(tiny_teacher, tmp_path, monkeypatch):
     again = run(cfg, tmp_path / "grid")
     assert again["table"] == out["table"]
     assert again["analyses"] == out["analyses"]
+    # a report of seed 1 alone leaves seed 0's finished cells out
+    cfg.grid.seeds = "1"
+    one = run(cfg, tmp_path / "grid")
+    assert one["table"]["quickstart"]["vkd"]["accuracy"] == (seeds[1], 0.0, 1)
+    assert one["analyses"]["quickstart"]["fsd_ilg"]["cka_diagonal"] == (diag[1], 0.0, 1)
+    assert "| vkd | 1 |" in (tmp_path / "report" / "results.md").read_text()
 
 
 def test_a_time_budget_stops_starting_cells_and_reports_what_is_missing(tiny_teacher, tmp_path):
