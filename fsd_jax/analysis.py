@@ -28,6 +28,9 @@ from fsd_jax.data import Encoded, iterate_batches
 from fsd_jax.models import BertForSequenceClassification
 from fsd_jax.train.step import model_inputs
 
+# 2: undefined restoration precision/recall/F1 are null (format 1 wrote 0), plus "agreement"
+ANALYSIS_FORMAT = 2
+
 
 def hidden_features(
     model: BertForSequenceClassification,
@@ -81,9 +84,13 @@ def diagonal_mean(matrix: np.ndarray) -> float:
 def restoration_rate(
     teacher_predictions: np.ndarray, model_predictions: np.ndarray, num_classes: int
 ) -> dict[str, float]:
-    """Precision, recall and F1 of the model's labels against the teacher's (METHODS.md §2.9).
+    """Precision, recall and F1 of the model's labels against the teacher's (METHODS.md §2.9),
+    and their agreement (the fraction of equal labels).
 
-    Binary tasks score class 1 as positive; more classes are macro-averaged.
+    Binary tasks score class 1 as positive; more classes are macro-averaged (over the classes
+    where the value is defined). A value with a zero denominator is NaN, not 0: a teacher and a
+    student that both predict only class 0 agree perfectly, and reporting P = R = 0 would say
+    the opposite.
     """
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -95,9 +102,10 @@ def restoration_rate(
         model_predictions,
         average=average,
         labels=None if average == "binary" else list(range(num_classes)),
-        zero_division=0.0,
+        zero_division=np.nan,
     )
-    return {"precision": float(p), "recall": float(r), "f1": float(f)}
+    agree = float(np.mean(np.asarray(teacher_predictions) == np.asarray(model_predictions)))
+    return {"precision": float(p), "recall": float(r), "f1": float(f), "agreement": agree}
 
 
 def _distances(x: np.ndarray) -> np.ndarray:
@@ -194,19 +202,68 @@ def analyze(
 
     Writes ``analysis.json`` and ``cka_heatmap.png`` into ``out_dir`` and returns the JSON.
     """
-    import json
 
-    from fsd_jax.data import encode, get_task, load_examples
+    from fsd_jax.data import get_task
     from fsd_jax.metrics import predictions_from_logits
-    from fsd_jax.models import load_pretrained, load_tokenizer
+    from fsd_jax.models import load_pretrained
     from fsd_jax.train.evaluate import predict_logits
 
     task = get_task(task_name)
     split = next(iter(task.dev_splits))
     model, params = load_pretrained(model_path)
     kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
-    key = (_identity(teacher_path), task.name, data_dir, max_seq_length, batch_size, num_batches)
-    if key not in _TEACHER_SIDE:  # the same for every student of a task: computed once
+    vocab, t_count, data, t_feats, t_preds = _teacher_side(
+        teacher_path, task, data_dir, max_seq_length, cache_dir, kw
+    )
+    if model.config.vocab_size != vocab:
+        raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
+    m_feats = hidden_features(model, params, data, **kw)
+    heat = cka_heatmap([f for f, _ in t_feats], [f for f, _ in m_feats])
+    rel = [
+        relation_differences(t, m, mask) for (t, mask), (m, _) in zip(t_feats, m_feats, strict=True)
+    ]
+    result: dict[str, Any] = {
+        "format": ANALYSIS_FORMAT,
+        "model": str(model_path),
+        "teacher": str(teacher_path),
+        "task": task.name,
+        "split": split,
+        "pool": {"batches": len(t_feats), "batch_size": batch_size, "seq_len": max_seq_length},
+        "cka_diagonal_mean": diagonal_mean(heat),
+        "cka_heatmap": heat.tolist(),
+        "relation_differences": {k: float(np.mean([r[k] for r in rel])) for k in rel[0]},
+        "params": {"model": param_count(params), "teacher": t_count},
+    }
+    if t_preds is not None:
+        m_preds = predictions_from_logits(
+            task, predict_logits(model, params, data, 128, max_seq_length)
+        )
+        result["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {Path(str(model_path)).name}")
+    _write_json(out / "analysis.json", result)
+    return result
+
+
+def _teacher_side(
+    teacher_path: str | Path,
+    task: Any,
+    data_dir: str | None,
+    max_seq_length: int,
+    cache_dir: str | None,
+    kw: dict,
+) -> tuple:
+    """(vocab size, parameter count, encoded dev data, pooled features, predictions or None)
+    of the teacher: the same for every student of a task, so computed once."""
+    from fsd_jax.data import encode, load_examples
+    from fsd_jax.metrics import predictions_from_logits
+    from fsd_jax.models import load_pretrained, load_tokenizer
+    from fsd_jax.train.evaluate import predict_logits
+
+    split = next(iter(task.dev_splits))
+    key = (_identity(teacher_path), task.name, data_dir, max_seq_length, *sorted(kw.items()))
+    if key not in _TEACHER_SIDE:
         teacher, t_params = load_pretrained(teacher_path)
         data = encode(
             load_examples(task, split, data_dir),
@@ -226,31 +283,67 @@ def analyze(
             hidden_features(teacher, t_params, data, **kw),
             preds,
         )
-    vocab, t_count, data, t_feats, t_preds = _TEACHER_SIDE[key]
-    if model.config.vocab_size != vocab:
-        raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
-    m_feats = hidden_features(model, params, data, **kw)
-    heat = cka_heatmap([f for f, _ in t_feats], [f for f, _ in m_feats])
-    rel = [
-        relation_differences(t, m, mask) for (t, mask), (m, _) in zip(t_feats, m_feats, strict=True)
-    ]
-    result: dict[str, Any] = {
-        "model": str(model_path),
-        "teacher": str(teacher_path),
-        "task": task.name,
-        "split": split,
-        "pool": {"batches": len(t_feats), "batch_size": batch_size, "seq_len": max_seq_length},
-        "cka_diagonal_mean": diagonal_mean(heat),
-        "cka_heatmap": heat.tolist(),
-        "relation_differences": {k: float(np.mean([r[k] for r in rel])) for k in rel[0]},
-        "params": {"model": param_count(params), "teacher": t_count},
-    }
-    if t_preds is not None:
-        m_logits = predict_logits(model, params, data, 128, max_seq_length)
-        m_preds = predictions_from_logits(task, m_logits)
-        result["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {Path(str(model_path)).name}")
-    (out / "analysis.json").write_text(json.dumps(result, indent=2))
-    return result
+    return _TEACHER_SIDE[key]
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    """JSON with NaN written as null (undefined restoration values), replaced atomically."""
+    import json
+    import math
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and math.isnan(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=2))
+    tmp.replace(path)
+
+
+def refresh_restoration(
+    analysis_dir: str | Path,
+    *,
+    data_dir: str | None = None,
+    max_seq_length: int = 128,
+    batch_size: int = 32,
+    num_batches: int = 8,
+    cache_dir: str | None = None,
+) -> bool:
+    """Bring an ``analysis.json`` written before format 2 up to date, if its restoration rate
+    may be wrong: format 1 wrote 0 for undefined precision/recall, so a 0 there is recomputed
+    (from the model's and teacher's dev predictions only; the CKA and relation analyses are
+    unchanged). Returns whether the file was rewritten."""
+    import json
+
+    from fsd_jax.data import get_task
+    from fsd_jax.metrics import predictions_from_logits
+    from fsd_jax.models import load_pretrained
+    from fsd_jax.train.evaluate import predict_logits
+
+    path = Path(analysis_dir) / "analysis.json"
+    a = json.loads(path.read_text())
+    rate = a.get("restoration_rate")
+    if a.get("format", 1) >= ANALYSIS_FORMAT or not rate:
+        return False
+    if rate["precision"] != 0.0 and rate["recall"] != 0.0:
+        a["format"] = ANALYSIS_FORMAT  # both defined: nothing was replaced by 0
+        _write_json(path, a)
+        return False
+    task = get_task(a["task"])
+    kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
+    _, _, data, _, t_preds = _teacher_side(
+        a["teacher"], task, data_dir, max_seq_length, cache_dir, kw
+    )
+    model, params = load_pretrained(a["model"])
+    m_preds = predictions_from_logits(
+        task, predict_logits(model, params, data, 128, max_seq_length)
+    )
+    a["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
+    a["format"] = ANALYSIS_FORMAT
+    _write_json(path, a)
+    return True

@@ -262,21 +262,22 @@ def _check_teacher(record: Path, teacher: Path) -> None:
 
 
 def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str) -> None:
-    """Analyse a finished cell against its teacher once (``grid.analysis_batches`` = 0: never)."""
-    if not g.get("analysis_batches") or (cell / "analysis" / "analysis.json").is_file():
+    """Analyse a finished cell against its teacher once (``grid.analysis_batches`` = 0: never);
+    an analysis of an older format gets its restoration rate recomputed where needed."""
+    if not g.get("analysis_batches"):
         return
-    from fsd_jax.analysis import analyze
+    from fsd_jax.analysis import analyze, refresh_restoration
 
-    analyze(
-        cell,
-        teacher,
-        task,
-        cell / "analysis",
-        data_dir=c.data.data_dir,
-        max_seq_length=c.data.max_seq_length,
-        num_batches=g.analysis_batches,
-        cache_dir=c.data.get("cache_dir"),
-    )
+    kw = {
+        "data_dir": c.data.data_dir,
+        "max_seq_length": c.data.max_seq_length,
+        "num_batches": g.analysis_batches,
+        "cache_dir": c.data.get("cache_dir"),
+    }
+    if (cell / "analysis" / "analysis.json").is_file():
+        refresh_restoration(cell / "analysis", **kw)
+    else:
+        analyze(cell, teacher, task, cell / "analysis", **kw)
 
 
 def _heatmaps(workdir: Path, task: str, methods: list[str], seeds: list[int]) -> dict:

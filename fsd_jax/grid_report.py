@@ -23,6 +23,10 @@ RELATIONS = ("inter_euclid", "inter_cos", "intra_euclid", "intra_cos")
 
 
 def _stat(values: Sequence[float]) -> Stat:
+    """(mean, std, n) over the defined (non-NaN) values; n = 0 when none is."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan, 0
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return float(np.mean(values)), std, len(values)
 
@@ -104,7 +108,8 @@ def cell_analysis(cell: Path) -> dict[str, float]:
         "params": float(a["params"]["model"]),
         **a["relation_differences"],
     }
-    out.update({f"restoration_{k}": v for k, v in (a.get("restoration_rate") or {}).items()})
+    for k, v in (a.get("restoration_rate") or {}).items():  # null: undefined (no positives)
+        out[f"restoration_{k}"] = math.nan if v is None else v
     return out
 
 
@@ -158,6 +163,8 @@ def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 2) -> str:
     if stat is None:
         return "—"
     mean, std, n = stat
+    if n == 0:
+        return "n/a"
     if n > 1:
         return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
     return f"{scale * mean:.{digits}f}"
@@ -166,13 +173,15 @@ def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 2) -> str:
 def _analysis_lines(rows: Mapping[str, Mapping[str, Stat]], throughput: bool) -> list[str]:
     ranks = relation_ranks(rows)
     head = (
-        "| method | CKA diag | restoration P / R / F1 | inter euclid | inter cos "
+        "| method | CKA diag | restoration P / R / F1 / agree | inter euclid | inter cos "
         "| intra euclid | intra cos | mean rank | params (M) |"
     )
     head += " examples/s | ÷ VKD |" if throughput else ""
     lines = [head, "|---" * (11 if throughput else 9) + "|"]
     for m, r in rows.items():
-        rest = " / ".join(_fmt(r.get(f"restoration_{k}")) for k in ("precision", "recall", "f1"))
+        rest = " / ".join(
+            _fmt(r.get(f"restoration_{k}")) for k in ("precision", "recall", "f1", "agreement")
+        )
         rel = [
             f"{_fmt(r.get(k), 1.0, 3)} ({ranks[m][k]})" if k in ranks[m] else "—" for k in RELATIONS
         ]

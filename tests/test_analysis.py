@@ -41,6 +41,14 @@ def test_restoration_rate_binary_and_macro():
     tp, fp, fn = 3, 1, 2
     assert r["precision"] == tp / (tp + fp) and r["recall"] == tp / (tp + fn)
     np.testing.assert_allclose(r["f1"], 2 * tp / (2 * tp + fp + fn))
+    assert r["agreement"] == 5 / 8
+    # undefined values are NaN, not 0: both predict only class 0 = perfect agreement
+    none = restoration_rate(np.zeros(5, int), np.zeros(5, int), 2)
+    assert all(np.isnan(none[k]) for k in ("precision", "recall", "f1"))
+    assert none["agreement"] == 1.0
+    # the teacher has positives, the student predicts none: recall and F1 are 0, precision n/a
+    miss = restoration_rate(np.array([1, 0, 0, 1]), np.zeros(4, int), 2)
+    assert np.isnan(miss["precision"]) and miss["recall"] == 0.0 and miss["f1"] == 0.0
     t3 = np.array([0, 1, 2, 2, 1, 0])
     m3 = np.array([0, 2, 2, 2, 1, 1])
     r3 = restoration_rate(t3, m3, 3)
@@ -119,7 +127,7 @@ def test_eval_cli_analyses_a_student_against_its_teacher(tiny_teacher, tiny_chec
         "intra_euclid",
         "intra_cos",
     }
-    assert set(out["restoration_rate"]) == {"precision", "recall", "f1"}
+    assert set(out["restoration_rate"]) == {"precision", "recall", "f1", "agreement"}
     assert out["params"]["teacher"] > out["params"]["model"] > 0
     png = (tmp_path / "out" / "cka_heatmap.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -147,3 +155,29 @@ def test_the_teachers_side_is_computed_once_and_matches_a_fresh_run(
         np.testing.assert_allclose(
             np.asarray(jax.tree.leaves(memo[k])), np.asarray(jax.tree.leaves(fresh[k]))
         )
+
+
+def test_an_old_analysis_gets_its_ambiguous_restoration_rate_recomputed(tiny_teacher, tmp_path):
+    from fsd_jax import analysis
+
+    kw = {"max_seq_length": 24, "num_batches": 2, "cache_dir": str(tmp_path / "cache")}
+    new = analysis.analyze(tiny_teacher, tiny_teacher, "quickstart", tmp_path / "a", **kw)
+    assert new["format"] == analysis.ANALYSIS_FORMAT
+    assert not analysis.refresh_restoration(tmp_path / "a", **kw)  # current format: untouched
+    path = tmp_path / "a" / "analysis.json"
+    on_disk = json.loads(path.read_text())
+    # format 1 wrote 0 where a value was undefined: such a file is recomputed
+    old = {**on_disk, "restoration_rate": {"precision": 0.0, "recall": 0.0, "f1": 0.0}}
+    del old["format"]
+    path.write_text(json.dumps(old))
+    assert analysis.refresh_restoration(path.parent, **kw)
+    again = json.loads(path.read_text())
+    assert again["restoration_rate"] == on_disk["restoration_rate"]  # NaN stored as null
+    assert again["restoration_rate"]["agreement"] == 1.0  # the teacher against itself
+    assert again["cka_heatmap"] == on_disk["cka_heatmap"] and again["format"] == 2
+    # format 1 with both values defined (non-zero) could not have been affected: kept as is
+    kept = {**on_disk, "restoration_rate": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3}}
+    del kept["format"]
+    path.write_text(json.dumps(kept))
+    assert not analysis.refresh_restoration(path.parent, **kw)
+    assert json.loads(path.read_text()) == {**kept, "format": 2}
