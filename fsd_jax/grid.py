@@ -84,12 +84,18 @@ def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path
         c.model.layers = grid.student_layers
     c.seed = seed
     c.progress = False
-    _apply(c, grid.get("common"))
+    _common(c, grid, task)
     _apply(c, grid.get("student"))
     if spec != NO_KD:
         _apply(c, grid.get("distill"))
     _apply(c, (grid.get("methods_overrides") or {}).get(method_name(spec)))
     return c
+
+
+def _common(config: ConfigDict, grid: ConfigDict, task: str) -> ConfigDict:
+    """``grid.common``, then ``grid.common_per_task[task]``: what every run of the task shares."""
+    _apply(config, grid.get("common"))
+    return _apply(config, (grid.get("common_per_task") or {}).get(task))
 
 
 def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
@@ -144,7 +150,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     if (mem / "memory.json").is_file():
                         _check_teacher(mem / "memory.json", teacher)
                     if not (mem / "memory.npz").is_file():
-                        mc = _apply(memory.get_config(task), g.get("common"))
+                        mc = _common(memory.get_config(task), g, task)
                         _apply(mc, g.get("memory"))
                         mc.teacher, mc.progress = str(teacher), False
                         run_memory(mc, mem)
@@ -215,7 +221,7 @@ def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]
     from fsd_jax.train.finetune import run_finetune
 
     def config(train: Mapping[str, str]) -> ConfigDict:
-        tc = _apply(finetune.get_config(task), g.get("common"))
+        tc = _common(finetune.get_config(task), g, task)
         _apply(tc, g.get("teacher"))
         _apply(tc, (g.get("teacher_per_task") or {}).get(task))
         for k, v in train.items():

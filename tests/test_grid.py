@@ -243,3 +243,18 @@ def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
     with pytest.raises(ValueError, match=r"grid.teacher_search_tasks: mrcp not in grid.tasks"):
         grid_lib.run_grid(cfg, tmp_path / "grid")
     assert not (tmp_path / "grid").exists()
+
+
+def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
+    from configs import grid
+
+    g = grid.get_config().grid
+    cola = grid_lib.cell_config(g, "cola", "vkd", 0, tmp_path)
+    mrpc = grid_lib.cell_config(g, "mrpc", "vkd", 0, tmp_path)
+    assert cola.data.buckets == grid.SHORT_BUCKETS
+    assert mrpc.data.buckets == g.common.data.buckets != grid.SHORT_BUCKETS
+    g.common_per_task = {"mrpc": {"data": {"buckets": "64,128"}}}
+    assert grid_lib.cell_config(g, "mrpc", "nokd", 1, tmp_path).data.buckets == "64,128"
+    assert (
+        grid_lib.cell_config(g, "cola", "nokd", 1, tmp_path).data.buckets == "48,64,80,96,112,128"
+    )
