@@ -224,7 +224,7 @@ def write_report(
     rows_csv = []
     plots = {"plot": _plot(table, out / "results.png")}
     for task, rows in table.items():
-        metrics = sorted({k for r in rows.values() for k in r})
+        metrics = sorted({k for r in rows.values() for k in r}) or ["dev"]  # nothing ran yet
         lines += [f"## {task}", "", "| method | seeds | " + " | ".join(metrics) + " |"]
         lines.append("|---|---|" + "---|" * len(metrics))
         for method, r in rows.items():

@@ -124,6 +124,11 @@ def test_a_time_budget_stops_starting_cells_and_reports_what_is_missing(tiny_tea
     md = (tmp_path / "report" / "results.md").read_text()
     assert "| vkd | 0 | not run yet" in md and "| nokd | 1 |" in md
     assert "params (M) |" in md and "examples/s" not in md
+    # a task none of whose runs finished (not even the teacher) still gets its table
+    cfg.grid.tasks = "quickstart,rte"
+    out = run(cfg, tmp_path / "grid")
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert "## rte\n\n| method | seeds | dev |" in md and "| vkd | 0 | not run yet |" in md
 
 
 def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
