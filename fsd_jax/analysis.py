@@ -314,8 +314,8 @@ def refresh_restoration(
     num_batches: int = 8,
     cache_dir: str | None = None,
 ) -> bool:
-    """Bring an ``analysis.json`` written before format 2 up to date, if its restoration rate
-    may be wrong: format 1 wrote 0 for undefined precision/recall, so a 0 there is recomputed
+    """Bring an ``analysis.json`` written before format 2 up to date: format 1 wrote 0 for an
+    undefined precision/recall and had no agreement, so the restoration rate is recomputed
     (from the model's and teacher's dev predictions only; the CKA and relation analyses are
     unchanged). Returns whether the file was rewritten."""
     import json
@@ -329,10 +329,6 @@ def refresh_restoration(
     a = json.loads(path.read_text())
     rate = a.get("restoration_rate")
     if a.get("format", 1) >= ANALYSIS_FORMAT or not rate:
-        return False
-    if rate["precision"] != 0.0 and rate["recall"] != 0.0:
-        a["format"] = ANALYSIS_FORMAT  # both defined: nothing was replaced by 0
-        _write_json(path, a)
         return False
     task = get_task(a["task"])
     kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}

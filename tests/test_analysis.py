@@ -175,9 +175,9 @@ def test_an_old_analysis_gets_its_ambiguous_restoration_rate_recomputed(tiny_tea
     assert again["restoration_rate"] == on_disk["restoration_rate"]  # NaN stored as null
     assert again["restoration_rate"]["agreement"] == 1.0  # the teacher against itself
     assert again["cka_heatmap"] == on_disk["cka_heatmap"] and again["format"] == 2
-    # format 1 with both values defined (non-zero) could not have been affected: kept as is
-    kept = {**on_disk, "restoration_rate": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3}}
-    del kept["format"]
-    path.write_text(json.dumps(kept))
-    assert not analysis.refresh_restoration(path.parent, **kw)
-    assert json.loads(path.read_text()) == {**kept, "format": 2}
+    # any format-1 file gets the agreement it lacked (and the rate recomputed)
+    wrong = {**on_disk, "restoration_rate": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3}}
+    del wrong["format"]
+    path.write_text(json.dumps(wrong))
+    assert analysis.refresh_restoration(path.parent, **kw)
+    assert json.loads(path.read_text()) == on_disk
