@@ -132,14 +132,14 @@ def aggregate_analyses(
             values: dict[str, list[float]] = {}
             for cell in cells:
                 speed = cell_throughput(json.loads((cell / "results.json").read_text()))
+                # NaN (undefined restoration value, unknown speed) is kept: n/a in the table
                 for k, v in {**cell_analysis(cell), "examples_per_s": speed}.items():
-                    if not math.isnan(v):
-                        values.setdefault(k, []).append(float(v))
+                    values.setdefault(k, []).append(float(v))
             if values:
                 rows[m] = {k: _stat(v) for k, v in values.items()}
         vkd = rows.get("vkd", {}).get("examples_per_s")
         for r in rows.values():
-            if vkd and "examples_per_s" in r:
+            if vkd and vkd[2] and r.get("examples_per_s", (0, 0, 0))[2]:
                 r["speed_vs_vkd"] = (r["examples_per_s"][0] / vkd[0], 0.0, r["examples_per_s"][2])
         table[task] = rows
     return table

@@ -263,3 +263,25 @@ def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
     assert (
         grid_lib.cell_config(g, "cola", "nokd", 1, tmp_path).data.buckets == "48,64,80,96,112,128"
     )
+
+
+def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
+    from fsd_jax import grid_report
+
+    for seed, precision in ((0, None), (1, 0.5)):
+        cell = tmp_path / "rte" / "vkd" / f"seed{seed}"
+        (cell / "analysis").mkdir(parents=True)
+        (cell / "results.json").write_text(json.dumps({"dev": {"dev": {"accuracy": 0.5}}}))
+        rate = {"precision": precision, "recall": None, "f1": None, "agreement": 1.0}
+        analysis = {
+            "cka_diagonal_mean": 0.9,
+            "params": {"model": 10},
+            "relation_differences": {"inter_euclid": 1.0},
+            "restoration_rate": rate,
+        }
+        (cell / "analysis" / "analysis.json").write_text(json.dumps(analysis))
+    row = grid_report.aggregate_analyses(tmp_path, ["rte"], ["vkd"])["rte"]["vkd"]
+    assert row["restoration_precision"] == (0.5, 0.0, 1)  # over the seed where it is defined
+    assert row["restoration_recall"][2] == 0 and row["restoration_agreement"] == (1.0, 0.0, 2)
+    assert grid_report._fmt(row["restoration_recall"]) == "n/a"
+    assert grid_report._fmt(row["examples_per_s"]) == "n/a"  # no throughput in results.json
