@@ -202,11 +202,8 @@ def analyze(
 
     Writes ``analysis.json`` and ``cka_heatmap.png`` into ``out_dir`` and returns the JSON.
     """
-
     from fsd_jax.data import get_task
-    from fsd_jax.metrics import predictions_from_logits
     from fsd_jax.models import load_pretrained
-    from fsd_jax.train.evaluate import predict_logits
 
     task = get_task(task_name)
     split = next(iter(task.dev_splits))
@@ -235,9 +232,7 @@ def analyze(
         "params": {"model": param_count(params), "teacher": t_count},
     }
     if t_preds is not None:
-        m_preds = predictions_from_logits(
-            task, predict_logits(model, params, data, 128, max_seq_length)
-        )
+        m_preds = _predictions(task, model, params, data, max_seq_length)
         result["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,9 +252,7 @@ def _teacher_side(
     """(vocab size, parameter count, encoded dev data, pooled features, predictions or None)
     of the teacher: the same for every student of a task, so computed once."""
     from fsd_jax.data import encode, load_examples
-    from fsd_jax.metrics import predictions_from_logits
     from fsd_jax.models import load_pretrained, load_tokenizer
-    from fsd_jax.train.evaluate import predict_logits
 
     split = next(iter(task.dev_splits))
     key = (_identity(teacher_path), task.name, data_dir, max_seq_length, *sorted(kw.items()))
@@ -273,8 +266,7 @@ def _teacher_side(
         )
         preds = None
         if not teacher.config.is_regression:
-            logits = predict_logits(teacher, t_params, data, 128, max_seq_length)
-            preds = predictions_from_logits(task, logits)
+            preds = _predictions(task, teacher, t_params, data, max_seq_length)
         _TEACHER_SIDE.clear()
         _TEACHER_SIDE[key] = (
             teacher.config.vocab_size,
@@ -284,6 +276,16 @@ def _teacher_side(
             preds,
         )
     return _TEACHER_SIDE[key]
+
+
+def _predictions(
+    task: Any, model: BertForSequenceClassification, params: Any, data: Encoded, seq_len: int
+) -> np.ndarray:
+    """The model's labels on ``data`` (what the restoration rate compares)."""
+    from fsd_jax.metrics import predictions_from_logits
+    from fsd_jax.train.evaluate import predict_logits
+
+    return predictions_from_logits(task, predict_logits(model, params, data, 128, seq_len))
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -321,9 +323,7 @@ def refresh_restoration(
     import json
 
     from fsd_jax.data import get_task
-    from fsd_jax.metrics import predictions_from_logits
     from fsd_jax.models import load_pretrained
-    from fsd_jax.train.evaluate import predict_logits
 
     path = Path(analysis_dir) / "analysis.json"
     a = json.loads(path.read_text())
@@ -336,9 +336,7 @@ def refresh_restoration(
         a["teacher"], task, data_dir, max_seq_length, cache_dir, kw
     )
     model, params = load_pretrained(a["model"])
-    m_preds = predictions_from_logits(
-        task, predict_logits(model, params, data, 128, max_seq_length)
-    )
+    m_preds = _predictions(task, model, params, data, max_seq_length)
     a["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
     a["format"] = ANALYSIS_FORMAT
     _write_json(path, a)
