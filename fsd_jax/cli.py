@@ -27,6 +27,9 @@ def setup() -> None:
         "tensorboardX",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from fsd_jax.cache import enable_compilation_cache
+
+    enable_compilation_cache()
 
 
 def run_cli(main: Callable[[], int | None], debug: bool = False) -> int:

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fsd_jax.cache import enable_compilation_cache
 from fsd_jax.models import BertConfig
+
+# Most tests compile small programs that other tests (and other xdist workers) compile too.
+enable_compilation_cache(min_compile_seconds=0.1)
 
 GLUE_DIR = Path(
     os.environ.get("FSD_GLUE_DIR", Path(__file__).resolve().parents[2] / "shared" / "glue_data")

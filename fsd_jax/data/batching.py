@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fsd_jax.cache import cache_root
 from fsd_jax.data.glue import Examples
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ Batch = dict[str, np.ndarray]
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FSD_JAX_CACHE", Path.home() / ".cache" / "fsd_jax")) / "tokens"
+    return cache_root() / "tokens"
 
 
 @dataclasses.dataclass(frozen=True)
