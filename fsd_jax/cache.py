@@ -1,4 +1,4 @@
-"""On-disk caches under one root: tokenised datasets and XLA's compiled programs."""
+"""On-disk caches under one root: tokenised datasets, XLA's compiled programs, teacher outputs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("FSD_JAX_CACHE", Path.home() / ".cache" / "fsd_jax"))
 
 
+_OFF = ("off", "0", "false", "no", "none")
+
+
+def teacher_outputs_store() -> tuple[Path | None, int]:
+    """(directory, size limit in bytes) for teacher outputs kept between runs
+    (:func:`fsd_jax.teacher_cache.build_teacher_cache`): ``$FSD_JAX_TEACHER_OUTPUTS``, by default
+    ``$FSD_JAX_CACHE/teacher_outputs``, ``off`` for none; the limit is
+    ``$FSD_JAX_TEACHER_OUTPUTS_MAX_GB`` (default 20)."""
+    setting = os.environ.get("FSD_JAX_TEACHER_OUTPUTS", "")
+    raw = os.environ.get("FSD_JAX_TEACHER_OUTPUTS_MAX_GB", "20")
+    try:
+        limit = int(float(raw) * 1024**3)
+    except ValueError:
+        raise ValueError(f"FSD_JAX_TEACHER_OUTPUTS_MAX_GB={raw!r}: expected a number") from None
+    if setting.lower() in _OFF:
+        return None, limit
+    return (Path(setting) if setting else cache_root() / "teacher_outputs"), limit
+
+
 def enable_compilation_cache(min_compile_seconds: float = 1.0) -> Path | None:
     """Keep XLA's compiled programs on disk so that a run with the same shapes skips compiling.
 
@@ -35,7 +54,7 @@ def enable_compilation_cache(min_compile_seconds: float = 1.0) -> Path | None:
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
     setting = os.environ.get("FSD_JAX_COMPILE_CACHE", "")
-    if setting.lower() in ("off", "0", "false", "no", "none"):
+    if setting.lower() in _OFF:
         return None
     path = Path(setting) if setting else cache_root() / "xla"
     try:

@@ -187,3 +187,72 @@ def test_checkpoints_from_before_configs_listed_every_term_option_still_resume()
     changed = {**now, "objective.fsd_g.memory_init_std": 0.02}
     with pytest.raises(ConfigMismatchError, match="memory_init_std: 1.0 -> 0.02"):
         restore(checkpointer(old), "fresh", changed)
+
+
+def test_outputs_kept_on_disk_are_reused_and_only_missing_layers_computed(
+    tiny_config, tmp_path, monkeypatch, caplog
+):
+    import fsd_jax.teacher_cache as tc
+
+    teacher, t_params, _, _ = _models(tiny_config)
+    data = _data()
+    kw = dict(batch_size=4, seq_len=24, pad_to=bucket_padding("8,16", 24), store=tmp_path)
+    fresh = build_teacher_cache(
+        teacher,
+        t_params,
+        data,
+        (0, 2, 4),
+        batch_size=4,
+        seq_len=24,
+        pad_to=bucket_padding("8,16", 24),
+    )
+    asked = []
+    run = tc._run_teacher
+    monkeypatch.setattr(tc, "_run_teacher", lambda *a: asked.append(a[3]) or run(*a))
+    build_teacher_cache(teacher, t_params, data, (2,), **kw)
+    again = build_teacher_cache(teacher, t_params, data, (0, 2, 4), **kw)
+    assert asked == [(2,), (0, 4)]  # layer 2 and the logits came from disk the second time
+    entry = next(tmp_path.iterdir())
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "hidden_0.npy",
+        "hidden_2.npy",
+        "hidden_4.npy",
+        "logits.npy",
+    ]
+    np.testing.assert_array_equal(again.logits, fresh.logits)
+    for layer in (0, 2, 4):
+        np.testing.assert_array_equal(again.hidden[layer], fresh.hidden[layer])
+    build_teacher_cache(teacher, t_params, data, (0, 2, 4), **kw)
+    assert len(asked) == 2  # everything on disk: the teacher does not run
+    # a damaged file is recomputed with a warning, not trusted
+    (entry / "hidden_4.npy").write_bytes(b"\x93NUMPY broken")
+    with caplog.at_level("WARNING"):
+        fixed = build_teacher_cache(teacher, t_params, data, (0, 4), **kw)
+    assert asked[-1] == (4,) and "ignoring" in caplog.text
+    np.testing.assert_array_equal(fixed.hidden[4], fresh.hidden[4])
+    # other teacher parameters, other batching: other entries
+    other = jax.tree.map(lambda x: x * 1.01, t_params)
+    build_teacher_cache(teacher, other, data, (0,), **kw)
+    build_teacher_cache(teacher, t_params, data, (0,), **{**kw, "batch_size": 3})
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_disk_store_evicts_least_recently_used_entries(tiny_config, tmp_path):
+    import os
+
+    teacher, t_params, _, _ = _models(tiny_config)
+    kw = dict(batch_size=4, seq_len=24, store=tmp_path)
+    entries = []
+    for seed in range(3):
+        build_teacher_cache(teacher, t_params, _data(seed=seed), (0, 1), **kw)
+        new = [p for p in tmp_path.iterdir() if p not in entries]
+        entries += new
+        os.utime(new[0], (1e9 + seed, 1e9 + seed))  # distinct, ordered use times
+    size = sum(f.stat().st_size for f in entries[0].glob("*.npy"))
+    # room for two entries: the oldest goes when a fourth is written, the one in use stays
+    build_teacher_cache(
+        teacher, t_params, _data(seed=3), (0, 1), **kw, store_max_bytes=int(2.5 * size)
+    )
+    left = set(tmp_path.iterdir())
+    assert entries[0] not in left and entries[1] not in left and entries[2] in left
+    assert len(left) == 2

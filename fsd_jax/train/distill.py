@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
+from fsd_jax.cache import teacher_outputs_store
 from fsd_jax.data import get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.objective import (
@@ -87,6 +88,7 @@ def run_distill(
 
         def batch_transform(train, pad_to):
             t0 = time.perf_counter()
+            store, store_max_bytes = teacher_outputs_store()
             cache = build_teacher_cache(
                 teacher,
                 teacher_params,
@@ -95,6 +97,8 @@ def run_distill(
                 batch_size=config.train.eval_batch_size,
                 seq_len=int(config.data.max_seq_length),
                 pad_to=pad_to,
+                store=store,
+                store_max_bytes=store_max_bytes,
             )
             extra["teacher_cache"] = {
                 "layers": list(cache_layers),
