@@ -106,13 +106,19 @@ def build_teacher_cache(
     entry = None
     if store is not None:
         entry = Path(store) / _key(teacher, params, data, batch_size, seq_len, pad_to)
-        entry.mkdir(parents=True, exist_ok=True)
-        os.utime(entry)  # least recently used goes first
+        try:
+            entry.mkdir(parents=True, exist_ok=True)
+            os.utime(entry)  # least recently used goes first
+        except OSError as e:  # an unusable store costs the reuse, not the run
+            log.warning("teacher cache: not kept on disk, %s (%s)", entry, e)
+            entry = None
     logits = _load(entry, "logits")
     hidden = {i: h for i in layers if (h := _load(entry, f"hidden_{i}")) is not None}
     missing = tuple(i for i in layers if i not in hidden)
     if logits is None or missing:
-        computed, new = _run_teacher(teacher, params, data, missing, batch_size, seq_len, pad_to)
+        computed, new = _run_teacher(
+            teacher, params, data, missing, offsets, batch_size, seq_len, pad_to
+        )
         if logits is None:
             logits = computed
             _save(entry, "logits", logits)
@@ -133,7 +139,7 @@ def build_teacher_cache(
     return cache
 
 
-def _run_teacher(teacher, params, data, layers, batch_size, seq_len, pad_to):
+def _run_teacher(teacher, params, data, layers, offsets, batch_size, seq_len, pad_to):
     @jax.jit
     def forward(p, batch):
         out = teacher.apply({"params": p}, **model_inputs(batch))
@@ -141,8 +147,7 @@ def _run_teacher(teacher, params, data, layers, batch_size, seq_len, pad_to):
             out.hidden_states[i].astype(jnp.float32) for i in layers
         ]
 
-    lengths = np.minimum(data.lengths, seq_len)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    lengths = np.diff(offsets)
     d = teacher.config.hidden_size
     hidden = {i: np.zeros((int(offsets[-1]), d), np.float32) for i in layers}
     logits = np.zeros((len(data), teacher.config.num_labels), np.float32)

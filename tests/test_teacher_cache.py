@@ -256,3 +256,15 @@ def test_disk_store_evicts_least_recently_used_entries(tiny_config, tmp_path):
     left = set(tmp_path.iterdir())
     assert entries[0] not in left and entries[1] not in left and entries[2] in left
     assert len(left) == 2
+
+
+def test_an_unusable_store_warns_and_the_run_goes_on(tiny_config, tmp_path, caplog):
+    teacher, t_params, _, _ = _models(tiny_config)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with caplog.at_level("WARNING"):
+        cache = build_teacher_cache(
+            teacher, t_params, _data(), (1,), batch_size=4, seq_len=24, store=blocked
+        )
+    assert "not kept on disk" in caplog.text
+    assert cache.hidden[1].shape[1] == tiny_config.hidden_size
