@@ -197,15 +197,7 @@ def test_outputs_kept_on_disk_are_reused_and_only_missing_layers_computed(
     teacher, t_params, _, _ = _models(tiny_config)
     data = _data()
     kw = dict(batch_size=4, seq_len=24, pad_to=bucket_padding("8,16", 24), store=tmp_path)
-    fresh = build_teacher_cache(
-        teacher,
-        t_params,
-        data,
-        (0, 2, 4),
-        batch_size=4,
-        seq_len=24,
-        pad_to=bucket_padding("8,16", 24),
-    )
+    fresh = build_teacher_cache(teacher, t_params, data, (0, 2, 4), **{**kw, "store": None})
     asked = []
     run = tc._run_teacher
     monkeypatch.setattr(tc, "_run_teacher", lambda *a: asked.append(a[3]) or run(*a))
