@@ -269,7 +269,8 @@ def _check_teacher(record: Path, teacher: Path) -> None:
 
 def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str) -> None:
     """Analyse a finished cell against its teacher once (``grid.analysis_batches`` = 0: never);
-    an analysis of an older format gets its restoration rate recomputed where needed."""
+    an analysis of an older format gets its restoration rate recomputed where needed, one
+    against another teacher (a no-KD cell kept across a teacher change) is redone."""
     if not g.get("analysis_batches"):
         return
     from fsd_jax.analysis import analyze, refresh_restoration
@@ -280,10 +281,21 @@ def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str)
         "num_batches": g.analysis_batches,
         "cache_dir": c.data.get("cache_dir"),
     }
-    if (cell / "analysis" / "analysis.json").is_file():
-        refresh_restoration(cell / "analysis", **kw)
-    else:
-        analyze(cell, teacher, task, cell / "analysis", **kw)
+    record = cell / "analysis" / "analysis.json"
+    if record.is_file():
+        made_from = json.loads(record.read_text()).get("teacher")
+        if made_from is None or _same_path(made_from, teacher):
+            refresh_restoration(cell / "analysis", **kw)
+            return
+        # a no-KD cell does not depend on the teacher, so it is kept when the teacher
+        # changes; only its comparison with the teacher is stale
+        log.warning(
+            "grid: %s was analysed against teacher %s, not %s: analysing it again",
+            cell,
+            made_from,
+            teacher,
+        )
+    analyze(cell, teacher, task, cell / "analysis", **kw)
 
 
 def _heatmaps(workdir: Path, task: str, methods: list[str], seeds: list[int]) -> dict:

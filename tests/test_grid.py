@@ -160,6 +160,31 @@ def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
         run(cfg, tmp_path / "grid")
 
 
+def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
+    tiny_teacher, tmp_path, caplog
+):
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tiny_teacher, tmp_path)
+    cfg.grid.methods, cfg.grid.seeds = "nokd", "0"
+    run(cfg, tmp_path / "grid")
+    record = tmp_path / "grid" / "quickstart" / "nokd" / "seed0" / "analysis" / "analysis.json"
+    first = json.loads(record.read_text())
+    # as if analysed against a teacher the grid no longer uses: the no-KD student itself
+    # does not depend on the teacher and is kept, its analysis is not
+    stale = {**first, "teacher": str(tmp_path / "old_teacher"), "cka_diagonal_mean": -1.0}
+    record.write_text(json.dumps(stale))
+    with caplog.at_level("WARNING"):
+        out = run(cfg, tmp_path / "grid")
+    again = json.loads(record.read_text())
+    assert again["teacher"] == first["teacher"]
+    assert again["cka_diagonal_mean"] == pytest.approx(first["cka_diagonal_mean"], abs=1e-6)
+    assert out["analyses"]["quickstart"]["nokd"]["cka_diagonal"][0] == pytest.approx(
+        first["cka_diagonal_mean"], abs=1e-6
+    )
+    assert "analysing it again" in caplog.text
+
+
 def test_relation_ranks_and_phase_throughput():
     from fsd_jax.grid_report import cell_throughput, relation_ranks
 
