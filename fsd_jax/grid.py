@@ -255,11 +255,18 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
         return str(a) == str(b)
 
 
+def _other_teacher(record: Path, teacher: Path) -> str | None:
+    """The teacher a cell's, memory's or analysis's JSON ``record`` was made from, if not
+    ``teacher`` (None when the same or not recorded: a no-KD cell has none)."""
+    recorded = json.loads(record.read_text()).get("teacher")
+    return None if recorded is None or _same_path(recorded, teacher) else recorded
+
+
 def _check_teacher(record: Path, teacher: Path) -> None:
     """A finished cell or memory counts only if it was made from this grid's teacher of the task
     (a changed ``grid.teacher``/``teacher_search`` would otherwise mix students of two teachers)."""
-    recorded = json.loads(record.read_text()).get("teacher")
-    if recorded is not None and not _same_path(recorded, teacher):
+    recorded = _other_teacher(record, teacher)
+    if recorded is not None:
         raise ValueError(
             f"grid: {record.parent} was made from teacher {recorded}, this grid's teacher for the "
             f"task is {teacher} (grid.teacher or grid.teacher_search changed?); move it away to "
@@ -283,8 +290,8 @@ def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str)
     }
     record = cell / "analysis" / "analysis.json"
     if record.is_file():
-        made_from = json.loads(record.read_text()).get("teacher")
-        if made_from is None or _same_path(made_from, teacher):
+        made_from = _other_teacher(record, teacher)
+        if made_from is None:
             refresh_restoration(cell / "analysis", **kw)
             return
         # a no-KD cell does not depend on the teacher, so it is kept when the teacher
