@@ -32,6 +32,9 @@ def get_config(arg=None):
             "student_layers": "first:3",
             "title": "fsd-jax results: MiniLM teacher (6 layers) → 3-layer student",
             "report_dir": "",
+            # results and analyses of every finished run (KB), the report's source; a recorded
+            # cell is not run again even without the workdir: commit them to go on elsewhere
+            "records_dir": "",
             "preamble_file": "",  # Markdown put under the title of results.md
             "analysis_batches": 8,  # dev batches in each cell's CKA pool; 0: no analyses
             "max_hours": 0.0,  # > 0: start no new cell after this long (run again to go on)

@@ -11,7 +11,10 @@ Layout under the grid's workdir::
                               ``analysis/`` (CKA heat map, restoration, relation differences)
 
 A cell whose ``results.json`` exists is done and skipped; an interrupted cell resumes from its
-checkpoints, so running the grid again continues a half-finished grid.
+checkpoints, so running the grid again continues a half-finished grid. With
+``grid.records_dir`` every finished run is also recorded there (:mod:`fsd_jax.grid_records`:
+its results and analysis, a few KB), the report is made from the records, and a recorded cell
+counts as done even when the workdir is gone (another machine goes on from committed records).
 :mod:`fsd_jax.grid_report` turns the cells into mean ± std tables (Markdown, CSV) and plots.
 """
 
@@ -22,13 +25,14 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
+from fsd_jax.grid_records import GridRecords
 from fsd_jax.grid_report import aggregate, aggregate_analyses, seed_dirs, write_report
 
 log = logging.getLogger(__name__)
@@ -123,12 +127,13 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     def out_of_time() -> bool:
         return budget > 0 and time.monotonic() - t0 > budget
 
+    records = GridRecords(g.get("records_dir"), workdir)
     teachers, searches, skipped = {}, {}, 0
     for task in tasks:
-        if out_of_time() and not _teacher_done(g, task, workdir):
+        if out_of_time() and not _teacher_done(g, task, workdir, records):
             skipped += len(methods) * len(seeds)
             continue
-        teacher, searches[task] = _teacher(g, task, workdir)
+        teacher, searches[task], need_teacher = _teacher(g, task, workdir, records)
         teachers[task] = teacher
         mem = workdir / task / "memory"
         # seed-major: every method gets seed 0 before any gets seed 1, so a grid stopped
@@ -140,12 +145,17 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 c = cell_config(g, task, spec, seed, teacher)
                 if (out / "results.json").is_file():
                     _check_teacher(out / "results.json", teacher)
-                    _analyze(g, c, out, teacher, task)
+                    _analyze(g, c, out, teacher, task, need_teacher)
+                    records.save(out)
+                    bar.update(1)
+                    continue
+                if _recorded(g, records, out, teacher):
                     bar.update(1)
                     continue
                 if out_of_time():
                     skipped += 1
                     continue
+                need_teacher()
                 if spec != NO_KD and needs_memory(parse_terms(c.objective)):
                     if (mem / "memory.json").is_file():
                         _check_teacher(mem / "memory.json", teacher)
@@ -156,7 +166,8 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                         run_memory(mc, mem)
                     c.teacher_memory = str(mem)
                 (run_finetune if spec == NO_KD else run_distill)(c, out)
-                _analyze(g, c, out, teacher, task)
+                _analyze(g, c, out, teacher, task, need_teacher)
+                records.save(out)
                 bar.update(1)
     bar.close()
     if skipped:
@@ -167,15 +178,18 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
             g.max_hours,
         )
     names = [method_name(m) for m in methods]
-    table = aggregate(workdir, tasks, names, teachers, seeds)
-    analyses = aggregate_analyses(workdir, tasks, names, seeds)
+    # the report is made from the records where there are any: they outlive the workdir
+    source = records.root or workdir
+    teachers = {t: records.where(d) or d for t, d in teachers.items()}
+    table = aggregate(source, tasks, names, teachers, seeds)
+    analyses = aggregate_analyses(source, tasks, names, seeds)
     preamble = Path(g.preamble_file).read_text() if g.get("preamble_file") else ""
     report = write_report(
         table,
         g.get("report_dir") or workdir / "report",
         g.get("title", "Results"),
         analyses=analyses,
-        heatmaps={t: _heatmaps(workdir, t, names, seeds) for t in tasks},
+        heatmaps={t: _heatmaps(source, t, names, seeds) for t in tasks},
         preamble=preamble,
         teacher_search=searches,
         expected={"methods": names, "seeds": len(seeds)},
@@ -210,13 +224,20 @@ def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, P
     ]
 
 
-def _teacher_done(g: ConfigDict, task: str, workdir: Path) -> bool:
-    return all((d / "results.json").is_file() for _, d in _teacher_dirs(g, task, workdir))
+def _teacher_done(g: ConfigDict, task: str, workdir: Path, records: GridRecords) -> bool:
+    return all(
+        (d / "results.json").is_file() or records.results(d) is not None
+        for _, d in _teacher_dirs(g, task, workdir)
+    )
 
 
-def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]:
+def _teacher(
+    g: ConfigDict, task: str, workdir: Path, records: GridRecords
+) -> tuple[Path, list[dict], Callable[[], None]]:
     """Fine-tune the task's teacher (every candidate of ``grid.teacher_search``, keeping the
-    best dev score) unless done; return its directory and the candidates' scores."""
+    best dev score) unless done or recorded; return its directory, the candidates' scores and
+    a function that fine-tunes the chosen teacher again if only its record is left (called
+    when a cell needs the teacher itself)."""
     from configs import finetune
     from fsd_jax.train.finetune import run_finetune
 
@@ -231,21 +252,67 @@ def _teacher(g: ConfigDict, task: str, workdir: Path) -> tuple[Path, list[dict]]
         tc.progress = False
         return tc
 
+    def fine_tune(train: Mapping[str, str], d: Path) -> None:
+        log.info("grid: fine-tuning the %s teacher %s", task, train or "")
+        run_finetune(config(train), d)
+        records.save_teacher(d)
+
     dirs = _teacher_dirs(g, task, workdir)
+    dev = {}
     for train, d in dirs:
-        if not (d / "results.json").is_file():
-            log.info("grid: fine-tuning the %s teacher %s", task, train or "")
-            run_finetune(config(train), d)
-    if len(dirs) == 1 and not dirs[0][0]:
-        return dirs[0][1], []
-    scored = []
-    for train, d in dirs:
-        dev = json.loads((d / "results.json").read_text())["dev"]
-        scored.append({"train": train, "dir": str(d), "score": next(iter(dev.values()))["score"]})
+        if (d / "results.json").is_file():
+            records.save_teacher(d)
+        elif records.results(d) is None:
+            fine_tune(train, d)
+        dev[d] = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
+    scored = [
+        {"train": train, "dir": str(d), "score": next(iter(dev[d].values()))["score"]}
+        for train, d in dirs
+    ]
     best = max(range(len(scored)), key=lambda i: scored[i]["score"])  # first of equal scores
+    chosen_train, chosen = dirs[best]
+
+    def need_teacher() -> None:
+        if not (chosen / "results.json").is_file():
+            fine_tune(chosen_train, chosen)
+
+    if len(dirs) == 1 and not chosen_train:
+        return chosen, [], need_teacher
     scored[best]["chosen"] = True
+    (workdir / task).mkdir(parents=True, exist_ok=True)
     (workdir / task / "teacher_search.json").write_text(json.dumps(scored, indent=2))
-    return Path(scored[best]["dir"]), scored
+    if records.root:
+        records.write(records.root / task / "teacher_search.json", scored)
+    return chosen, scored, need_teacher
+
+
+def _recorded(g: ConfigDict, records: GridRecords, cell: Path, teacher: Path) -> bool:
+    """Whether ``cell``, not in the workdir, has a record that makes running it unnecessary: one
+    from this teacher, analysed against it (a recorded no-KD cell analysed against another
+    teacher is run again: its model, which the analysis needs, went with the workdir)."""
+    result = records.results(cell)
+    if result is None:
+        return False
+    made_from = result.get("teacher")
+    if made_from is not None and made_from != records.relative(teacher):
+        raise ValueError(
+            f"grid: the record {records.where(cell)} was made from teacher {made_from}, this "
+            f"grid's teacher for the task is {records.relative(teacher)} (grid.teacher or "
+            "grid.teacher_search changed?); move the record away to redo the cell with this "
+            "teacher, or restore the settings it was made with"
+        )
+    if not g.get("analysis_batches"):
+        return True
+    analysis = records.analysis(cell)
+    if analysis is not None and analysis.get("teacher") == records.relative(teacher):
+        return True
+    log.warning(
+        "grid: the record %s has no analysis against teacher %s and its run is gone: running "
+        "the cell again",
+        records.where(cell),
+        records.relative(teacher),
+    )
+    return False
 
 
 def _same_path(a: str | Path, b: str | Path) -> bool:
@@ -274,7 +341,14 @@ def _check_teacher(record: Path, teacher: Path) -> None:
         )
 
 
-def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str) -> None:
+def _analyze(
+    g: ConfigDict,
+    c: ConfigDict,
+    cell: Path,
+    teacher: Path,
+    task: str,
+    need_teacher: Callable[[], None],
+) -> None:
     """Analyse a finished cell against its teacher once (``grid.analysis_batches`` = 0: never);
     an analysis of an older format gets its restoration rate recomputed where needed, one
     against another teacher (a no-KD cell kept across a teacher change) is redone."""
@@ -302,6 +376,7 @@ def _analyze(g: ConfigDict, c: ConfigDict, cell: Path, teacher: Path, task: str)
             made_from,
             teacher,
         )
+    need_teacher()
     analyze(cell, teacher, task, cell / "analysis", **kw)
 
 

@@ -185,6 +185,101 @@ def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
     assert "analysing it again" in caplog.text
 
 
+def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, monkeypatch):
+    import shutil
+
+    from fsd_jax.train import distill, finetune
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tiny_teacher, tmp_path)
+    cfg.grid.methods, cfg.grid.seeds = "nokd,vkd", "0"
+    cfg.grid.teacher_search = {"learning_rate": "1e-6,3e-3"}
+    cfg.grid.records_dir = str(tmp_path / "records")
+    first = run(cfg, tmp_path / "grid")
+    rec = tmp_path / "records" / "quickstart"
+    search = json.loads((rec / "teacher_search.json").read_text())
+    chosen = next(c["dir"] for c in search if c.get("chosen"))
+    assert chosen.startswith("quickstart/teacher_search/learning_rate-")  # workdir-relative
+    assert {p.parent.name for p in rec.glob("teacher_search/*/results.json")} == {
+        "learning_rate-1e-6",
+        "learning_rate-3e-3",
+    }
+    vkd = json.loads((rec / "vkd" / "seed0" / "results.json").read_text())
+    assert vkd["teacher"] == chosen
+    assert first["table"]["quickstart"]["vkd"]["accuracy"][0] == vkd["dev"]["dev"]["accuracy"]
+    assert (
+        json.loads((rec / "nokd" / "seed0" / "analysis" / "analysis.json").read_text())["teacher"]
+        == chosen
+    )
+
+    # the workdir is lost: the records alone give the same report, nothing is trained
+    shutil.rmtree(tmp_path / "grid")
+    calls = []
+    real_finetune, real_distill = finetune.run_finetune, distill.run_distill
+
+    def counted(name, fn):
+        def wrapped(c, out):
+            calls.append((name, Path(out).relative_to(tmp_path / "grid").as_posix()))
+            return fn(c, out)
+
+        return wrapped
+
+    monkeypatch.setattr(finetune, "run_finetune", counted("finetune", real_finetune))
+    monkeypatch.setattr(distill, "run_distill", counted("distill", real_distill))
+    again = run(cfg, tmp_path / "grid")
+    assert calls == []
+    assert again["table"] == first["table"] and again["analyses"] == first["analyses"]
+
+    # a new seed needs the teacher: only the chosen one is fine-tuned again, reproduces its
+    # record, and teaches the new cell
+    cfg.grid.seeds = "0,1"
+    more = run(cfg, tmp_path / "grid")
+    assert calls == [
+        ("finetune", chosen),
+        ("finetune", "quickstart/nokd/seed1"),
+        ("distill", "quickstart/vkd/seed1"),
+    ]
+    assert more["table"]["quickstart"]["vkd"]["accuracy"][2] == 2
+    assert (rec / "vkd" / "seed1" / "analysis" / "analysis.json").is_file()
+
+    # a teacher fine-tuned again that does not reproduce its record is refused
+    shutil.rmtree(tmp_path / "grid")
+    record = rec / Path(chosen).relative_to("quickstart") / "results.json"
+    r = json.loads(record.read_text())
+    r["dev"]["dev"]["score"] += 0.5
+    record.write_text(json.dumps(r))
+    cfg.grid.seeds = "0,1,2"
+    with pytest.raises(ValueError, match=r"fine-tuned again scores .* not reproducible"):
+        run(cfg, tmp_path / "grid")
+
+
+def test_a_record_made_from_another_teacher_is_refused(tiny_teacher, tmp_path, caplog):
+    import shutil
+
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tiny_teacher, tmp_path)
+    cfg.grid.methods, cfg.grid.seeds = "nokd,vkd", "0"
+    cfg.grid.records_dir = str(tmp_path / "records")
+    run(cfg, tmp_path / "grid")
+    shutil.rmtree(tmp_path / "grid")
+    # a recorded no-KD cell analysed against another teacher cannot be analysed again (its
+    # model is gone): it is run again
+    cell = tmp_path / "records" / "quickstart" / "nokd" / "seed0" / "analysis" / "analysis.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "teacher": "old/teacher"}))
+    cfg.grid.methods = "nokd"
+    with caplog.at_level("WARNING"):
+        run(cfg, tmp_path / "grid")
+    assert "running the cell again" in caplog.text
+    assert json.loads(cell.read_text())["teacher"] == "quickstart/teacher"
+    # a distilled cell recorded from another teacher is not silently reused
+    vkd = tmp_path / "records" / "quickstart" / "vkd" / "seed0" / "results.json"
+    vkd.write_text(json.dumps({**json.loads(vkd.read_text()), "teacher": "old/teacher"}))
+    cfg.grid.methods = "nokd,vkd"
+    with pytest.raises(ValueError, match=r"record .*vkd/seed0 was made from teacher old/teacher"):
+        run(cfg, tmp_path / "grid")
+
+
 def test_relation_ranks_and_phase_throughput():
     from fsd_jax.grid_report import cell_throughput, relation_ranks
 
