@@ -185,7 +185,7 @@ def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
     assert "analysing it again" in caplog.text
 
 
-def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, monkeypatch):
+def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, monkeypatch, caplog):
     import shutil
 
     from fsd_jax.train import distill, finetune
@@ -242,6 +242,26 @@ def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, mo
     assert more["table"]["quickstart"]["vkd"]["accuracy"][2] == 2
     assert (rec / "vkd" / "seed1" / "analysis" / "analysis.json").is_file()
 
+    # a recorded no-KD cell analysed against another teacher cannot be analysed again (its
+    # model went with the workdir): it is run again
+    shutil.rmtree(tmp_path / "grid" / "quickstart" / "nokd")
+    nokd = rec / "nokd" / "seed0" / "analysis" / "analysis.json"
+    nokd.write_text(json.dumps({**json.loads(nokd.read_text()), "teacher": "old/teacher"}))
+    calls.clear()
+    with caplog.at_level("WARNING"):
+        run(cfg, tmp_path / "grid")
+    assert "running the cell again" in caplog.text
+    assert calls == [("finetune", "quickstart/nokd/seed0")]  # seed 1 is recorded as it should
+    assert json.loads(nokd.read_text())["teacher"] == chosen
+
+    # a distilled cell recorded from another teacher is not silently reused
+    vkd_record = rec / "vkd" / "seed0" / "results.json"
+    vkd_record.write_text(json.dumps({**vkd, "teacher": "old/teacher"}))
+    shutil.rmtree(tmp_path / "grid" / "quickstart" / "vkd")
+    with pytest.raises(ValueError, match=r"record .*vkd/seed0 was made from teacher old/teacher"):
+        run(cfg, tmp_path / "grid")
+    vkd_record.write_text(json.dumps(vkd))
+
     # a teacher fine-tuned again that does not reproduce its record is refused
     shutil.rmtree(tmp_path / "grid")
     record = rec / Path(chosen).relative_to("quickstart") / "results.json"
@@ -250,33 +270,6 @@ def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, mo
     record.write_text(json.dumps(r))
     cfg.grid.seeds = "0,1,2"
     with pytest.raises(ValueError, match=r"fine-tuned again scores .* not reproducible"):
-        run(cfg, tmp_path / "grid")
-
-
-def test_a_record_made_from_another_teacher_is_refused(tiny_teacher, tmp_path, caplog):
-    import shutil
-
-    from fsd_jax.train.stages import run
-
-    cfg = _config(tiny_teacher, tmp_path)
-    cfg.grid.methods, cfg.grid.seeds = "nokd,vkd", "0"
-    cfg.grid.records_dir = str(tmp_path / "records")
-    run(cfg, tmp_path / "grid")
-    shutil.rmtree(tmp_path / "grid")
-    # a recorded no-KD cell analysed against another teacher cannot be analysed again (its
-    # model is gone): it is run again
-    cell = tmp_path / "records" / "quickstart" / "nokd" / "seed0" / "analysis" / "analysis.json"
-    cell.write_text(json.dumps({**json.loads(cell.read_text()), "teacher": "old/teacher"}))
-    cfg.grid.methods = "nokd"
-    with caplog.at_level("WARNING"):
-        run(cfg, tmp_path / "grid")
-    assert "running the cell again" in caplog.text
-    assert json.loads(cell.read_text())["teacher"] == "quickstart/teacher"
-    # a distilled cell recorded from another teacher is not silently reused
-    vkd = tmp_path / "records" / "quickstart" / "vkd" / "seed0" / "results.json"
-    vkd.write_text(json.dumps({**json.loads(vkd.read_text()), "teacher": "old/teacher"}))
-    cfg.grid.methods = "nokd,vkd"
-    with pytest.raises(ValueError, match=r"record .*vkd/seed0 was made from teacher old/teacher"):
         run(cfg, tmp_path / "grid")
 
 
