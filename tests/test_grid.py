@@ -131,35 +131,6 @@ def test_a_time_budget_stops_starting_cells_and_reports_what_is_missing(tiny_tea
     assert "## rte\n\n| method | seeds | dev |" in md and "| vkd | 0 | not run yet |" in md
 
 
-def test_teacher_search_keeps_the_best_dev_score(tiny_teacher, tmp_path):
-    from fsd_jax.train.stages import run
-
-    cfg = _config(tiny_teacher, tmp_path)
-    cfg.grid.methods = "vkd"
-    cfg.grid.seeds = "0"
-    cfg.grid.analysis_batches = 0
-    cfg.grid.teacher_search = {"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}
-    out = run(cfg, tmp_path / "grid")
-    search = json.loads((tmp_path / "grid" / "quickstart" / "teacher_search.json").read_text())
-    assert [c["train"] for c in search] == grid_lib.teacher_candidates(cfg.grid.teacher_search)
-    assert len(search) == 4
-    scores = [c["score"] for c in search]
-    chosen = [c for c in search if c.get("chosen")]
-    assert len(chosen) == 1 and chosen[0]["score"] == max(scores)
-    teacher_dev = json.loads((Path(chosen[0]["dir"]) / "results.json").read_text())["dev"]
-    assert out["table"]["quickstart"]["teacher"]["score"][0] == teacher_dev["dev"]["score"]
-    assert "Teacher tuning" in (tmp_path / "report" / "results.md").read_text()
-    # the chosen teacher taught the cell
-    cell = tmp_path / "grid" / "quickstart" / "vkd" / "seed0" / "train_config.json"
-    assert json.loads(cell.read_text())["teacher"] == chosen[0]["dir"]
-    # a cell distilled from another teacher (the search changed since) is not silently reused
-    results = cell.parent / "results.json"
-    other = next(c["dir"] for c in search if not c.get("chosen"))
-    results.write_text(json.dumps({**json.loads(results.read_text()), "teacher": other}))
-    with pytest.raises(ValueError, match=r"vkd/seed0 was made from teacher .*move it away"):
-        run(cfg, tmp_path / "grid")
-
-
 def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
     tiny_teacher, tmp_path, caplog
 ):
@@ -185,7 +156,9 @@ def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
     assert "analysing it again" in caplog.text
 
 
-def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, monkeypatch, caplog):
+def test_teacher_search_and_records_let_a_grid_go_on_without_its_workdir(
+    tiny_teacher, tmp_path, monkeypatch, caplog
+):
     import shutil
 
     from fsd_jax.train import distill, finetune
@@ -196,6 +169,24 @@ def test_records_let_a_grid_go_on_without_its_workdir(tiny_teacher, tmp_path, mo
     cfg.grid.teacher_search = {"learning_rate": "1e-6,3e-3"}
     cfg.grid.records_dir = str(tmp_path / "records")
     first = run(cfg, tmp_path / "grid")
+    # the search keeps the best dev score; the chosen teacher teaches the cells
+    search = json.loads((tmp_path / "grid" / "quickstart" / "teacher_search.json").read_text())
+    assert [c["train"] for c in search] == [{"learning_rate": "1e-6"}, {"learning_rate": "3e-3"}]
+    best = [c for c in search if c.get("chosen")]
+    assert len(best) == 1 and best[0]["score"] == max(c["score"] for c in search)
+    teacher_dev = json.loads((Path(best[0]["dir"]) / "results.json").read_text())["dev"]
+    assert first["table"]["quickstart"]["teacher"]["score"][0] == teacher_dev["dev"]["score"]
+    assert "Teacher tuning" in (tmp_path / "report" / "results.md").read_text()
+    cell = tmp_path / "grid" / "quickstart" / "vkd" / "seed0"
+    assert json.loads((cell / "train_config.json").read_text())["teacher"] == best[0]["dir"]
+    # a cell distilled from another teacher (the search changed since) is not silently reused
+    kept = (cell / "results.json").read_text()
+    other = next(c["dir"] for c in search if not c.get("chosen"))
+    (cell / "results.json").write_text(json.dumps({**json.loads(kept), "teacher": other}))
+    with pytest.raises(ValueError, match=r"vkd/seed0 was made from teacher .*move it away"):
+        run(cfg, tmp_path / "grid")
+    (cell / "results.json").write_text(kept)
+
     rec = tmp_path / "records" / "quickstart"
     search = json.loads((rec / "teacher_search.json").read_text())
     chosen = next(c["dir"] for c in search if c.get("chosen"))
@@ -353,6 +344,12 @@ def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
     assert grid_lib._teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
     g.teacher_search_tasks = ""  # every task searches
     assert len(grid_lib._teacher_dirs(g, "mrpc", tmp_path)) == 2
+    assert grid_lib.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
+        {"learning_rate": "1e-6", "max_steps": "2"},
+        {"learning_rate": "1e-6", "max_steps": "4"},
+        {"learning_rate": "3e-3", "max_steps": "2"},
+        {"learning_rate": "3e-3", "max_steps": "4"},
+    ]
 
 
 def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
