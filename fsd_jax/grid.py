@@ -131,6 +131,9 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     teachers, searches, skipped = {}, {}, 0
     for task in tasks:
         if out_of_time() and not _teacher_done(g, task, workdir, records):
+            for _, d in _teacher_dirs(g, task, workdir):  # a search stopped part-way
+                if (d / "results.json").is_file():
+                    records.save_teacher(d)
             skipped += len(methods) * len(seeds)
             continue
         teacher, searches[task], need_teacher = _teacher(g, task, workdir, records)

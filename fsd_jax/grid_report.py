@@ -280,7 +280,9 @@ def _plot(table: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     tasks = [t for t in table if table[t]]  # a task with nothing finished gets no panel
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(tasks)), figsize=(4.5 * max(1, len(tasks)), 3.4), squeeze=False
+    )
     for ax, task in zip(axes[0], tasks, strict=False):
         rows = table[task]
         key = next(

@@ -131,6 +131,23 @@ def test_a_time_budget_stops_starting_cells_and_reports_what_is_missing(tiny_tea
     assert "## rte\n\n| method | seeds | dev |" in md and "| vkd | 0 | not run yet |" in md
 
 
+def test_a_search_stopped_part_way_records_its_finished_candidates(tmp_path):
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tmp_path / "no_teacher_needed", tmp_path)
+    cfg.grid.teacher_search = {"learning_rate": "1e-6,3e-3"}
+    cfg.grid.records_dir = str(tmp_path / "records")
+    cfg.grid.max_hours = 1e-9  # out of time: the second candidate is not started
+    done = tmp_path / "grid" / "quickstart" / "teacher_search" / "learning_rate-1e-6"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text(json.dumps({"dev": {"dev": {"score": 0.5}}}))
+    out = run(cfg, tmp_path / "grid")
+    assert out["cells_not_run"] == 6
+    record = tmp_path / "records" / "quickstart" / "teacher_search" / "learning_rate-1e-6"
+    assert json.loads((record / "results.json").read_text())["dev"]["dev"]["score"] == 0.5
+    assert not (record.parent / "learning_rate-3e-3").exists()
+
+
 def test_a_kept_no_kd_cell_is_analysed_again_against_a_changed_teacher(
     tiny_teacher, tmp_path, caplog
 ):
