@@ -130,13 +130,11 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     records = GridRecords(g.get("records_dir"), workdir)
     teachers, searches, skipped = {}, {}, 0
     for task in tasks:
-        if out_of_time() and not _teacher_done(g, task, workdir, records):
-            for _, d in _teacher_dirs(g, task, workdir):  # a search stopped part-way
-                if (d / "results.json").is_file():
-                    records.save_teacher(d)
+        found = _teacher(g, task, workdir, records, out_of_time)
+        if found is None:
             skipped += len(methods) * len(seeds)
             continue
-        teacher, searches[task], need_teacher = _teacher(g, task, workdir, records)
+        teacher, searches[task], need_teacher = found
         teachers[task] = teacher
         mem = workdir / task / "memory"
         # seed-major: every method gets seed 0 before any gets seed 1, so a grid stopped
@@ -227,20 +225,18 @@ def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, P
     ]
 
 
-def _teacher_done(g: ConfigDict, task: str, workdir: Path, records: GridRecords) -> bool:
-    return all(
-        (d / "results.json").is_file() or records.results(d) is not None
-        for _, d in _teacher_dirs(g, task, workdir)
-    )
-
-
 def _teacher(
-    g: ConfigDict, task: str, workdir: Path, records: GridRecords
-) -> tuple[Path, list[dict], Callable[[], None]]:
+    g: ConfigDict,
+    task: str,
+    workdir: Path,
+    records: GridRecords,
+    out_of_time: Callable[[], bool],
+) -> tuple[Path, list[dict], Callable[[], None]] | None:
     """Fine-tune the task's teacher (every candidate of ``grid.teacher_search``, keeping the
     best dev score) unless done or recorded; return its directory, the candidates' scores and
     a function that fine-tunes the chosen teacher again if only its record is left (called
-    when a cell needs the teacher itself)."""
+    when a cell needs the teacher itself). None: out of time before every candidate ran (the
+    finished ones are recorded)."""
     from configs import finetune
     from fsd_jax.train.finetune import run_finetune
 
@@ -261,13 +257,18 @@ def _teacher(
         records.save_teacher(d)
 
     dirs = _teacher_dirs(g, task, workdir)
-    dev = {}
-    for train, d in dirs:
+    for _, d in dirs:
         if (d / "results.json").is_file():
             records.save_teacher(d)
-        elif records.results(d) is None:
+    for train, d in dirs:
+        if not (d / "results.json").is_file() and records.results(d) is None:
+            if out_of_time():
+                return None
             fine_tune(train, d)
-        dev[d] = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
+    dev = {
+        d: (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
+        for _, d in dirs
+    }
     scored = [
         {"train": train, "dir": str(d), "score": next(iter(dev[d].values()))["score"]}
         for train, d in dirs
