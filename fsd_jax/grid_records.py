@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fsd_jax.grid_report import flat_dev
+
 PATH_FIELDS = ("teacher", "model", "dir")  # the fields of records that name runs of the grid
 
 
@@ -61,8 +63,8 @@ class GridRecords:
             dev = json.loads((run / "results.json").read_text())["dev"]
             if dev != recorded["dev"]:
                 raise ValueError(
-                    f"grid: teacher {run} fine-tuned again scores {_flat(dev)} on dev, its record "
-                    f"{self.where(run)} {_flat(recorded['dev'])}: the runs are not reproducible "
+                    f"grid: teacher {run} fine-tuned again scores {flat_dev(dev)} on dev, its record "
+                    f"{self.where(run)} {flat_dev(recorded['dev'])}: the runs are not reproducible "
                     "here (other package versions or hardware?); move the task's records away "
                     "to redo the task with this teacher"
                 )
@@ -92,7 +94,3 @@ def _read(record: Path | None, name: str) -> dict | None:
     if record is None or not (record / name).is_file():
         return None
     return json.loads((record / name).read_text())
-
-
-def _flat(dev: dict) -> dict:
-    return {k: v for split in dev.values() for k, v in split.items()}
