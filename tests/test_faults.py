@@ -37,7 +37,7 @@ def _cmd(checkpoint: Path, workdir: Path, cache: Path) -> list[str]:
         "--config.train.batch_size",
         "16",
         "--config.train.max_steps",
-        "300",
+        "160",
         "--config.train.checkpoint_every",
         "20",
         "--config.train.log_every",
@@ -78,7 +78,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_checkpoint, tmp_p
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     results = json.loads((killed / "results.json").read_text())
-    assert results["steps"] == 300 and results["steps_this_run"] <= 300 - target  # resumed
+    assert results["steps"] == 160 and results["steps_this_run"] <= 160 - target  # resumed
     whole = subprocess.run(
         _cmd(tiny_checkpoint, tmp_path / "whole", tmp_path / "cache"),
         cwd=ROOT,

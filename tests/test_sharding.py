@@ -14,13 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(tmp_path: Path, devices: int, model_axis: int = 1) -> dict:
-    out = tmp_path / f"d{devices}m{model_axis}.npz"
+def _run(tmp_path: Path, *meshes: str) -> list[dict]:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    flags = os.environ.get("XLA_FLAGS", "")  # keeps conftest's compile level
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8"
     env["JAX_PLATFORMS"] = "cpu"
     res = subprocess.run(
-        [sys.executable, "tests/helpers/sharded_step.py", str(out), str(model_axis)],
+        [sys.executable, "tests/helpers/sharded_step.py", str(tmp_path), *meshes],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -28,15 +28,17 @@ def _run(tmp_path: Path, devices: int, model_axis: int = 1) -> dict:
         timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    data = np.load(out)
-    return {k: data[k] for k in data.files}
+    out = []
+    for mesh in meshes:
+        data = np.load(tmp_path / f"{mesh}.npz")
+        out.append({k: data[k] for k in data.files})
+    return out
 
 
 def test_one_and_eight_devices_give_the_same_step(tmp_path):
-    one = _run(tmp_path, 1)
-    eight = _run(tmp_path, 8)
-    parallel = _run(tmp_path, 8, model_axis=2)  # 4-way data x 2-way parameter sharding
-    assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
+    # one device; 8-way data parallel; 4-way data x 2-way parameter sharding
+    one, eight, parallel = _run(tmp_path, "1x1", "8x1", "4x2")
+    assert int(one["devices"]) == 1 and int(eight["devices"]) == int(parallel["devices"]) == 8
     keys = sorted(k for k in one if k != "devices")
     assert keys == sorted(k for k in eight if k != "devices")
     assert any(k.startswith("step1/fsd_g") for k in keys)

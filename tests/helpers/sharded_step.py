@@ -1,12 +1,15 @@
-"""Run two distillation steps on however many (simulated) devices this process has and save
-the metrics and parameters: ``python tests/helpers/sharded_step.py OUT.npz [MODEL_AXIS]``.
+"""Run two distillation steps on several meshes and save each one's metrics and parameters:
+``python tests/helpers/sharded_step.py OUT_DIR DATAxMODEL [DATAxMODEL ...]`` writes
+``OUT_DIR/DATAxMODEL.npz`` per mesh, each over the first DATA*MODEL devices of this process.
 
-tests/test_sharding.py runs it with 1 and with 8 host devices and compares the results.
+tests/test_sharding.py runs it with 8 host devices (one process: the three meshes share its
+start-up and the eager initialisation) and compares the results.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -33,7 +36,7 @@ TERMS = {
 }
 
 
-def main(out: str, model_axis: int = 1) -> None:
+def main(out: Path, data_axis: int, model_axis: int) -> None:
     cfg = BertConfig(
         vocab_size=100,
         hidden_size=32,
@@ -61,7 +64,7 @@ def main(out: str, model_axis: int = 1) -> None:
         "labels": rng.integers(0, 2, b).astype(np.int32),
         "weights": np.r_[np.ones(b - 3), np.zeros(3)].astype(np.float32),
     }
-    sharder = Sharder.create(model=model_axis)
+    sharder = Sharder.create(data_axis, model_axis, jax.devices()[: data_axis * model_axis])
     tx = make_optimizer(1e-3, 10, group_learning_rates={"gates": 1e-4})
     state = sharder.put_state(TrainState.create(params, tx, seed=0, aux=aux))
     args = sharder.put_args((init_params(teacher, 1), teacher_memory))
@@ -76,9 +79,11 @@ def main(out: str, model_axis: int = 1) -> None:
     saved |= {f"param/{k}": np.asarray(v) for k, v in flat.items()}
     flat = traverse_util.flatten_dict(jax.device_get(state.aux), sep="/")
     saved |= {f"aux/{k}": np.asarray(v) for k, v in flat.items()}
-    saved["devices"] = np.array(len(jax.devices()))
+    saved["devices"] = np.array(sharder.mesh.size)
     np.savez(out, **saved)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    for spec in sys.argv[2:]:
+        data, model = (int(x) for x in spec.split("x"))
+        main(Path(sys.argv[1]) / f"{spec}.npz", data, model)
