@@ -258,3 +258,27 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
     ck.wait()
     assert ck.manager.all_steps() == [3]
     ck.close()
+
+
+def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypatch):
+    from configs import finetune
+    from configs.distill import vkd
+    from fsd_jax.data import DataError
+    from fsd_jax.train.distill import run_distill
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the data was checked")
+
+    for name in ("finetune", "distill"):
+        monkeypatch.setattr(f"fsd_jax.train.{name}.load_pretrained", no_model)
+        monkeypatch.setattr(f"fsd_jax.train.{name}.load_tokenizer", no_model)
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    c = finetune.get_config("rte")
+    c.data.data_dir = str(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="nowhere: data directory not found"):
+        run_finetune(c, tmp_path / "w")
+    c = vkd.get_config("rte")
+    c.data.data_dir, c.teacher = str(tmp_path), str(tmp_path / "teacher")
+    with pytest.raises(DataError, match=r"RTE/dev\.tsv: file not found \(task rte, split dev\)"):
+        run_distill(c, tmp_path / "w")

@@ -10,7 +10,14 @@ from fsd_jax.data.batching import (
     make_batch,
     num_batches,
 )
-from fsd_jax.data.glue import DataError, Examples, examples_from_dataset, load_examples, read_tsv
+from fsd_jax.data.glue import (
+    DataError,
+    Examples,
+    examples_from_dataset,
+    load_examples,
+    read_tsv,
+    task_file,
+)
 from fsd_jax.data.tasks import TASKS, Task, TsvLayout, get_task, register_task
 
 __all__ = [
@@ -31,4 +38,5 @@ __all__ = [
     "num_batches",
     "read_tsv",
     "register_task",
+    "task_file",
 ]

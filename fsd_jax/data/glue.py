@@ -84,8 +84,7 @@ def read_tsv(
       DataError: a missing or empty file, a ragged row or an unknown label, naming file and line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (task {task.name}, split {split})")
+    _check_file(path, task, split)
     layout = task.tsv
     # utf-8-sig: the MRPC files start with a byte-order mark.
     with open(path, encoding="utf-8-sig", newline="") as f:
@@ -171,19 +170,10 @@ def load_examples(
       on_bad_row: see :func:`read_tsv`.
     """
     task = get_task(task) if isinstance(task, str) else task
-    if split == "dev" and "dev" not in task.dev_splits:
-        split = next(iter(task.dev_splits))
-    if split not in task.splits:
-        raise DataError(f"task {task.name}: unknown split {split!r}; expected one of {task.splits}")
-    stem = "train" if split == "train" else task.dev_splits[split]
-    if data_dir is None and task.builtin_dir is not None:
-        data_dir = task.builtin_dir
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        if not root.is_dir():
-            raise DataError(f"{root}: data directory not found")
-        folder = root if (root / f"{stem}.tsv").is_file() else root / task.dir_name
-        return read_tsv(task, folder / f"{stem}.tsv", split, on_bad_row)
+    split = _split_name(task, split)
+    path = task_file(task, split, data_dir)
+    if path is not None:
+        return read_tsv(task, path, split, on_bad_row)
     import datasets
 
     source = f"{HUB_DATASET}/{task.hub_config}:{task.hub_split(split)}"
@@ -195,3 +185,38 @@ def load_examples(
             "pass a local GLUE directory with --config.data.data_dir"
         ) from None
     return examples_from_dataset(task, ds, split, source)
+
+
+def task_file(task: Task, split: str, data_dir: str | os.PathLike | None) -> Path | None:
+    """The local ``.tsv`` file that :func:`load_examples` reads for ``task``'s ``split``, or
+    None when it comes from the hub. Checked before a run loads any model, so that a wrong
+    ``--config.data.data_dir`` fails in a second, not after the checkpoint is read.
+
+    Raises:
+      DataError: an unknown split, a missing data directory or file, naming it.
+    """
+    split = _split_name(task, split)
+    stem = "train" if split == "train" else task.dev_splits[split]
+    if data_dir is None and task.builtin_dir is not None:
+        data_dir = task.builtin_dir
+    if data_dir is None:
+        return None
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data directory not found")
+    path = (root if (root / f"{stem}.tsv").is_file() else root / task.dir_name) / f"{stem}.tsv"
+    _check_file(path, task, split)
+    return path
+
+
+def _split_name(task: Task, split: str) -> str:
+    if split == "dev" and "dev" not in task.dev_splits:
+        split = next(iter(task.dev_splits))
+    if split not in task.splits:
+        raise DataError(f"task {task.name}: unknown split {split!r}; expected one of {task.splits}")
+    return split
+
+
+def _check_file(path: Path, task: Task, split: str) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (task {task.name}, split {split})")

@@ -8,7 +8,7 @@ from typing import Any
 
 from fsd_jax.data import get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
-from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
+from fsd_jax.train.run import check_data_files, dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.step import supervised_objective
 
 
@@ -17,6 +17,7 @@ def run_finetune(
 ) -> dict:
     """Fine-tune ``config.model.name_or_path`` (optionally some layers of it) on ``config.task``."""
     task = get_task(config.task)
+    check_data_files(config, task)
     tokenizer = load_tokenizer(config.model.name_or_path)
     model, params = load_pretrained(
         config.model.name_or_path,
