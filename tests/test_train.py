@@ -261,15 +261,16 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
 
 
 def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypatch):
-    from configs import finetune
+    from configs import finetune, memory
     from configs.distill import vkd
     from fsd_jax.data import DataError
     from fsd_jax.train.distill import run_distill
+    from fsd_jax.train.teacher_memory import run_memory
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded before the data was checked")
 
-    for name in ("finetune", "distill"):
+    for name in ("finetune", "distill", "teacher_memory"):
         monkeypatch.setattr(f"fsd_jax.train.{name}.load_pretrained", no_model)
         monkeypatch.setattr(f"fsd_jax.train.{name}.load_tokenizer", no_model)
     (tmp_path / "RTE").mkdir()
@@ -282,3 +283,7 @@ def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypat
     c.data.data_dir, c.teacher = str(tmp_path), str(tmp_path / "teacher")
     with pytest.raises(DataError, match=r"RTE/dev\.tsv: file not found \(task rte, split dev\)"):
         run_distill(c, tmp_path / "w")
+    c = memory.get_config("rte")
+    c.data.data_dir, c.teacher = str(tmp_path), str(tmp_path / "teacher")
+    with pytest.raises(DataError, match=r"RTE/dev\.tsv: file not found"):
+        run_memory(c, tmp_path / "w")
