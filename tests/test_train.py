@@ -265,12 +265,13 @@ def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypat
     from configs.distill import vkd
     from fsd_jax.data import DataError
     from fsd_jax.train.distill import run_distill
+    from fsd_jax.train.evaluate import evaluate_checkpoint
     from fsd_jax.train.teacher_memory import run_memory
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded before the data was checked")
 
-    for name in ("finetune", "distill", "teacher_memory"):
+    for name in ("finetune", "distill", "teacher_memory", "evaluate"):
         monkeypatch.setattr(f"fsd_jax.train.{name}.load_pretrained", no_model)
         monkeypatch.setattr(f"fsd_jax.train.{name}.load_tokenizer", no_model)
     (tmp_path / "RTE").mkdir()
@@ -287,3 +288,5 @@ def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypat
     c.data.data_dir, c.teacher = str(tmp_path), str(tmp_path / "teacher")
     with pytest.raises(DataError, match=r"RTE/dev\.tsv: file not found"):
         run_memory(c, tmp_path / "w")
+    with pytest.raises(DataError, match=r"RTE/dev\.tsv: file not found"):
+        evaluate_checkpoint(tmp_path / "model", "rte", tmp_path / "out", data_dir=str(tmp_path))
