@@ -13,6 +13,7 @@ from fsd_jax.data.batching import (
 from fsd_jax.data.glue import (
     DataError,
     Examples,
+    check_task_files,
     examples_from_dataset,
     load_examples,
     read_tsv,
@@ -28,6 +29,7 @@ __all__ = [
     "Task",
     "TsvLayout",
     "bucket_padding",
+    "check_task_files",
     "encode",
     "epoch_order",
     "examples_from_dataset",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -207,6 +208,19 @@ def task_file(task: Task, split: str, data_dir: str | os.PathLike | None) -> Pat
     path = (root if (root / f"{stem}.tsv").is_file() else root / task.dir_name) / f"{stem}.tsv"
     _check_file(path, task, split)
     return path
+
+
+def check_task_files(
+    task: Task, data_dir: str | os.PathLike | None, splits: Iterable[str] | None = None
+) -> None:
+    """:func:`task_file` for each of ``splits`` (default: train and every dev split), so a
+    stage fails on a wrong data directory before it spends time loading models.
+
+    Raises:
+      DataError: the first missing directory or file, naming it.
+    """
+    for split in ("train", *task.dev_splits) if splits is None else splits:
+        task_file(task, split, data_dir)
 
 
 def _split_name(task: Task, split: str) -> str:

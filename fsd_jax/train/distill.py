@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from ml_collections import ConfigDict
 
 from fsd_jax.cache import teacher_outputs_store
-from fsd_jax.data import get_task
+from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.objective import (
     cached_teacher_layers,
@@ -25,7 +25,7 @@ from fsd_jax.objective import (
     parse_terms,
 )
 from fsd_jax.teacher_cache import build_teacher_cache
-from fsd_jax.train.run import check_data_files, dtype_of, parse_layers, train_and_evaluate
+from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
 
 # train fields a config may lack (older configs) that a phase may still set
@@ -49,7 +49,7 @@ def run_distill(
     if not config.teacher:
         raise ValueError("config.teacher: path of the fine-tuned teacher (workdir or HF directory)")
     terms = parse_terms(config.objective)
-    check_data_files(config, task)
+    check_task_files(task, config.data.data_dir)
     teacher, teacher_params = load_pretrained(config.teacher, dtype=dtype_of(config.model.dtype))
     labels = task.label_names or ("score",)
     if teacher.config.num_labels != len(labels):

@@ -12,11 +12,11 @@ import numpy as np
 from fsd_jax.data import (
     Encoded,
     Task,
+    check_task_files,
     encode,
     get_task,
     iterate_batches,
     load_examples,
-    task_file,
 )
 from fsd_jax.metrics import glue_metrics, predictions_from_logits
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
@@ -82,8 +82,7 @@ def evaluate_checkpoint(
         cfg_file = Path(model_path) / "train_config.json"
         train_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
         max_seq_length = int(train_cfg.get("data", {}).get("max_seq_length", 128))
-    for s in task.dev_splits:  # a wrong data_dir fails before the checkpoint is read
-        task_file(task, s, data_dir)
+    check_task_files(task, data_dir, task.dev_splits)
     model, params = load_pretrained(model_path)
     if model.config.num_labels != task.num_labels:
         raise ValueError(

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fsd_jax.data import get_task
+from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
-from fsd_jax.train.run import check_data_files, dtype_of, parse_layers, train_and_evaluate
+from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.step import supervised_objective
 
 
@@ -17,7 +17,7 @@ def run_finetune(
 ) -> dict:
     """Fine-tune ``config.model.name_or_path`` (optionally some layers of it) on ``config.task``."""
     task = get_task(config.task)
-    check_data_files(config, task)
+    check_task_files(task, config.data.data_dir)
     tokenizer = load_tokenizer(config.model.name_or_path)
     model, params = load_pretrained(
         config.model.name_or_path,

@@ -19,7 +19,6 @@ from fsd_jax.data import (
     iterate_batches,
     load_examples,
     num_batches,
-    task_file,
 )
 from fsd_jax.models import BertForSequenceClassification, save_pretrained
 from fsd_jax.train.checkpoint import Checkpointer
@@ -88,13 +87,6 @@ def total_steps_of(config: Any, num_train: int) -> tuple[int, int]:
             f"train.num_epochs={config.train.num_epochs}: must be > 0 (or set train.max_steps)"
         )
     return per_epoch, max(1, math.ceil(config.train.num_epochs * per_epoch))
-
-
-def check_data_files(config: Any, task: Task) -> None:
-    """Raise :class:`DataError` for a missing data directory or split file, before a stage
-    spends time loading its models."""
-    for split in ("train", *task.dev_splits):
-        task_file(task, split, config.data.data_dir)
 
 
 def load_splits(config: Any, task: Task, tokenizer: Any) -> tuple[Any, dict[str, Any]]:

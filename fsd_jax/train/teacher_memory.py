@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from fsd_jax.data import Encoded, get_task, iterate_batches, make_batch
+from fsd_jax.data import Encoded, check_task_files, get_task, iterate_batches, make_batch
 from fsd_jax.memory import StreamingLloyd, sample_indices
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
-from fsd_jax.train.run import check_data_files, load_splits
+from fsd_jax.train.run import load_splits
 
 MEMORY_FILE = "memory.npz"
 META_FILE = "memory.json"
@@ -145,7 +145,7 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
     m = config.memory
     k = m.num_clusters or default_num_clusters(task.name)
     seq_len = int(config.data.max_seq_length)
-    check_data_files(config, task)
+    check_task_files(task, config.data.data_dir)
     teacher, params = load_pretrained(config.teacher)
     train, _ = load_splits(config, task, load_tokenizer(config.teacher))
     t0 = time.perf_counter()
