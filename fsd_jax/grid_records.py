@@ -17,7 +17,8 @@ from typing import Any
 
 from fsd_jax.grid_report import flat_dev
 
-PATH_FIELDS = ("teacher", "model", "dir")  # the fields of records that name runs of the grid
+# the fields of records that name runs of the grid
+PATH_FIELDS = ("teacher", "model", "dir", "export")
 
 
 class GridRecords:

@@ -214,6 +214,7 @@ def test_teacher_search_and_records_let_a_grid_go_on_without_its_workdir(
     }
     vkd = json.loads((rec / "vkd" / "seed0" / "results.json").read_text())
     assert vkd["teacher"] == chosen
+    assert vkd["export"] == "quickstart/vkd/seed0/export"  # not the absolute workdir path
     assert first["table"]["quickstart"]["vkd"]["accuracy"][0] == vkd["dev"]["dev"]["accuracy"]
     assert (
         json.loads((rec / "nokd" / "seed0" / "analysis" / "analysis.json").read_text())["teacher"]
