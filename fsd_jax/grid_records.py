@@ -58,7 +58,9 @@ class GridRecords:
 
     def save_teacher(self, run: Path) -> None:
         """Record a fine-tuned teacher; one fine-tuned again (its workdir was lost) must give
-        the dev metrics of its record, or the grid would mix students of two teachers."""
+        the dev metrics of its record, or the grid would mix students of two teachers, and then
+        leaves the record as it is (its wall time and last digits of train metrics differ from
+        run to run, and a committed record should not change on every start)."""
         recorded = self.results(run)
         if recorded is not None:
             dev = json.loads((run / "results.json").read_text())["dev"]
@@ -69,6 +71,7 @@ class GridRecords:
                     "here (other package versions or hardware?); move the task's records away "
                     "to redo the task with this teacher"
                 )
+            return
         self.save(run)
 
     def write(self, path: Path, obj: Any) -> None:

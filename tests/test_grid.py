@@ -413,3 +413,27 @@ def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
     assert row["restoration_recall"][2] == 0 and row["restoration_agreement"] == (1.0, 0.0, 2)
     assert grid_report._fmt(row["restoration_recall"]) == "n/a"
     assert grid_report._fmt(row["examples_per_s"]) == "n/a"  # no throughput in results.json
+
+
+def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path):
+    from fsd_jax.grid_records import GridRecords
+
+    records = GridRecords(tmp_path / "records", tmp_path / "grid")
+    run = tmp_path / "grid" / "rte" / "teacher_search" / "learning_rate-3e-5"
+    run.mkdir(parents=True)
+    dev = {"dev": {"accuracy": 0.5668, "score": 0.5668}}
+    (run / "results.json").write_text(json.dumps({"dev": dev, "wall_time_s": 100.0}))
+    records.save_teacher(run)
+    record = records.where(run) / "results.json"
+    first = record.read_text()
+    assert json.loads(first)["wall_time_s"] == 100.0
+    # fine-tuned again elsewhere: same dev metrics, other wall time and train-metric digits
+    again = {"dev": dev, "wall_time_s": 250.0, "train": {"grad_norm": 0.89031567}}
+    (run / "results.json").write_text(json.dumps(again))
+    records.save_teacher(run)
+    assert record.read_text() == first
+    # another dev score is refused and leaves the record alone too
+    (run / "results.json").write_text(json.dumps({**again, "dev": {"dev": {"score": 0.6}}}))
+    with pytest.raises(ValueError, match="not reproducible"):
+        records.save_teacher(run)
+    assert record.read_text() == first
