@@ -57,10 +57,10 @@ class GridRecords:
                 self.write(self.where(run) / name, json.loads((run / name).read_text()))
 
     def save_teacher(self, run: Path) -> None:
-        """Record a fine-tuned teacher; one fine-tuned again (its workdir was lost) must give
-        the dev metrics of its record, or the grid would mix students of two teachers, and then
-        leaves the record as it is (its wall time and last digits of train metrics differ from
-        run to run, and a committed record should not change on every start)."""
+        """Record a fine-tuned teacher. One fine-tuned again (its workdir was lost) must give
+        the dev metrics of its record, or the grid would mix students of two teachers; its
+        record is then kept as it is, since wall time and the last digits of train metrics
+        differ from run to run and a committed record should not change on every start."""
         recorded = self.results(run)
         if recorded is not None:
             dev = json.loads((run / "results.json").read_text())["dev"]
