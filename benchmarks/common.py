@@ -53,6 +53,7 @@ def build_step(
 ) -> list:
     """``[step, state, step_args]`` for ``method``: the same sharded step ``train.py`` runs
     (with ``teacher_cache``, the step that reads the teacher's outputs from the batch)."""
+    from fsd_jax.losses import memory_gram
     from fsd_jax.objective import init_objective_state, make_distill_objective, needs_memory
     from fsd_jax.train.optim import make_optimizer
     from fsd_jax.train.sharding import Sharder
@@ -70,7 +71,8 @@ def build_step(
         # a K = 100 memory of the right shape; its values do not change the cost
         k, d_t, d_s = 100, teacher.config.hidden_size, student.config.hidden_size
         params["memory"] = jax.random.normal(jax.random.key(2), (k, seq_len, d_s))
-        args = (t_args, jax.random.normal(jax.random.key(1), (k, seq_len, d_t)))
+        t_mem = jax.random.normal(jax.random.key(1), (k, seq_len, d_t))
+        args = (t_args, t_mem, memory_gram(t_mem))  # as train.py: its Gram computed once
     groups = dict(cfg.train.get("group_learning_rates") or {})
     tx = make_optimizer(5e-5, 1000, group_learning_rates=groups)
     sharder = Sharder.create()
@@ -80,11 +82,14 @@ def build_step(
 
 
 def time_interleaved(
-    runners: dict[str, Callable[[int], Any]], steps: int, warmup: int = 2
+    runners: dict[str, Callable[[int], Any]], steps: int, warmup: int = 2, block: int = 1
 ) -> dict[str, list[float]]:
     """Seconds per call of each runner; runners take turns each round so noise hits all alike.
 
-    A runner ``f(i)`` does one step on batch ``i`` and blocks until it is done.
+    A runner ``f(i)`` does one step on batch ``i`` and blocks until it is done. With
+    ``block > 1`` each turn is ``block`` calls of which the first is not timed: for
+    millisecond kernels, where the previous runner's idle worker threads (PyTorch's OpenMP
+    pool spins after a parallel region) would otherwise slow the first call of the next.
     """
     for f in runners.values():
         for i in range(warmup):
@@ -92,9 +97,12 @@ def time_interleaved(
     times: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(steps):
         for k, f in runners.items():
-            t0 = time.perf_counter()
-            f(i)
-            times[k].append(time.perf_counter() - t0)
+            if block > 1:
+                f(i)
+            for _ in range(max(block - 1, 1)):
+                t0 = time.perf_counter()
+                f(i)
+                times[k].append(time.perf_counter() - t0)
     return times
 
 
@@ -107,6 +115,8 @@ def jax_runner(entry: list, batches: Sequence[dict]) -> Callable[[int], None]:
 
     def run(i: int) -> None:
         entry[1], metrics = entry[0](entry[1], batches[i % len(batches)], *entry[2])
-        jax.block_until_ready(metrics["loss"])
+        # the whole step: the loss is ready before the optimiser update is, and an update
+        # still running would be timed against the next runner
+        jax.block_until_ready((entry[1], metrics))
 
     return run

@@ -18,11 +18,25 @@ def print_report(out: dict) -> None:
         f"L={out['seq_len']}, {out['dtype']}, {out['timed_steps']} timed steps"
     )
     if "cka" in out:
-        print(f"\nCKA vs reference ({out['cka']['reference']})")
-        for name, r in out["cka"]["rows"].items():
+        c = out["cka"]
+        print(
+            f"\nCKA loss vs reference ({c['reference']}; ms, medians; XLA f32 matmul "
+            f"{c['matmul_rate_gflops']:.0f} GFLOP/s)"
+        )
+        print(
+            "  shape   jax fwd  val+grad  (teacher Gram given)  ref fwd 1t/2t  "
+            "ref val+grad 1t/2t  ref/jax val+grad (given)"
+        )
+        for name, r in c["rows"].items():
+            ms = r["ms"]
             print(
-                f"  {name:<26} jax {r['jax_ms']:8.2f} ms  ref {r['reference_ms']:8.2f} ms  "
-                f"ref/jax {r['reference_over_jax']:6.2f}"
+                f"  {name:<7} {ms['jax_forward']:7.2f} {ms['jax_value_and_grad']:9.2f} "
+                f"{ms['jax_value_and_grad_teacher_gram_given']:12.2f}  "
+                f"{ms['reference_forward_1t']:10.2f}/{ms['reference_forward_2t']:<6.2f} "
+                f"{_fmt(ms.get('reference_value_and_grad_1t'), '.2f'):>9}/"
+                f"{_fmt(ms.get('reference_value_and_grad_2t'), '.2f'):<8} "
+                f"{r['reference_over_jax_value_and_grad']:6.2f} "
+                f"({r['reference_over_jax_value_and_grad_teacher_gram_given']:.2f})"
             )
     if "steps" in out:
         print("\nstep time per method (ratio to VKD, same run)")
@@ -40,7 +54,7 @@ def print_report(out: dict) -> None:
             )
     if "torch" in out:
         e = out["torch"]["examples_per_s"]
-        print("\nJAX vs PyTorch eager (examples/s)")
+        print("\nJAX vs PyTorch eager at its faster thread count (examples/s)")
         for k in ("vkd", "fsd_il"):
             print(
                 f"  {k:<7} jax {e['jax_' + k]:7.1f}  torch {e['torch_' + k]:7.1f}  "

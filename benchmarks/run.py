@@ -100,39 +100,107 @@ def _device_batches(batches):
 
 
 # ------------------------------------------------------------------ (a) CKA kernels
-def bench_cka(b: int, n: int, d: int, reps: int) -> dict:
-    from fsd_jax.cka import linear_cka
+def matmul_rate(size: int = 2048, reps: int = 5) -> float:
+    """FLOP/s of XLA's float32 size³ matmul on this device: the yardstick for the kernels."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(x))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append(time.perf_counter() - t0)
+    return 2 * size**3 / median(times)
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(b, n, d)).astype(np.float32)
-    y = rng.normal(size=(b, n, d)).astype(np.float32)
-    mem_t = rng.normal(size=(100, n * d)).astype(np.float32)
-    mem_s = rng.normal(size=(100, n * d)).astype(np.float32)
-    jax_fns = {
-        "intra (B × L×L)": (jax.jit(jax.vmap(linear_cka)), (x, y)),
-        "local (B × B, L·d wide)": (jax.jit(linear_cka), (x.reshape(b, -1), y.reshape(b, -1))),
-        "memory (K × K, L·d wide)": (jax.jit(linear_cka), (mem_t, mem_s)),
+
+def cka_cases(b: int, n: int, d: int, seed: int = 0) -> dict:
+    """The three FSD shapes: (teacher, student, row mask, Gram FLOPs per side)."""
+    rng = np.random.default_rng(seed)
+
+    def pair(shape):
+        t = rng.normal(size=shape).astype(np.float32)
+        return t, (0.5 * t + rng.normal(size=shape)).astype(np.float32)
+
+    lengths = rng.integers(max(2, n // 4), n + 1, b)
+    token_mask = np.arange(n)[None] < lengths[:, None]
+    t, s = pair((b, n, d))
+    t_flat, s_flat = pair((b, n * d))
+    m_t, m_s = pair((100, n * d))
+    return {
+        "intra": (t, s, token_mask, 2 * b * n * n * d),
+        "local": (t_flat, s_flat, None, 2 * b * b * n * d),
+        "memory": (m_t, m_s, None, 2 * 100 * 100 * n * d),
     }
-    ref, ref_name = reference_cka()
-    rows = {}
-    for name, (fn, args) in jax_fns.items():
-        dev_args = [jnp.asarray(a) for a in args]
-        jax.block_until_ready(fn(*dev_args))
-        ref(*args)
 
-        def run_jax(_i, fn=fn, dev_args=dev_args):
-            jax.block_until_ready(fn(*dev_args))
 
-        def run_ref(_i, args=args):
-            ref(*args)
+def bench_cka(b: int, n: int, d: int, rounds: int) -> dict:
+    """Value and value + gradient (w.r.t. the student side, as in training) of fsd-jax's CKA
+    loss against the FSD code's formulation in PyTorch at 1 and at 2 threads, interleaved
+    in blocks; ratios against PyTorch at its faster thread count for each shape."""
+    rate = matmul_rate()
+    refs = {th: reference_cka(th) for th in (1, 2)}
+    rows = {
+        name: _cka_case(*case, refs=refs, rounds=rounds, rate=rate)
+        for name, case in cka_cases(b, n, d).items()
+    }
+    return {
+        "reference": refs[1][2].replace(", 1 threads", "") + " at 1 and 2 threads",
+        "matmul_rate_gflops": rate / 1e9,
+        "shapes": {"B": b, "L": n, "d": d, "K": 100},
+        "rows": rows,
+    }
 
-        t = time_interleaved({"jax": run_jax, "ref": run_ref}, reps, warmup=1)
-        rows[name] = {
-            "jax_ms": 1e3 * median(t["jax"]),
-            "reference_ms": 1e3 * median(t["ref"]),
-            "reference_over_jax": median(t["ref"]) / median(t["jax"]),
-        }
-    return {"reference": ref_name, "shapes": {"B": b, "L": n, "d": d, "K": 100}, "rows": rows}
+
+def _cka_case(t, s, mask, gram_flops: int, *, refs: dict, rounds: int, rate: float) -> dict:
+    from fsd_jax.cka import centered_gram, cka_from_grams, cka_loss
+
+    tj, sj = jnp.asarray(t), jnp.asarray(s)
+    m = None if mask is None else jnp.asarray(mask)
+
+    def loss(student, teacher):
+        return cka_loss(teacher, student, mask=m).mean()
+
+    def loss_pre(student, teacher_gram):
+        c = cka_from_grams(teacher_gram, centered_gram(student, m))
+        return (-jnp.log(jnp.abs(c) + 1e-8)).mean()
+
+    fwd = jax.jit(loss)
+    vg = jax.jit(jax.value_and_grad(loss))
+    vg_pre = jax.jit(jax.value_and_grad(loss_pre))
+    gram_t = jax.block_until_ready(jax.jit(centered_gram)(tj, m))
+    runners = {
+        "jax_forward": lambda _i: jax.block_until_ready(fwd(sj, tj)),
+        "jax_value_and_grad": lambda _i: jax.block_until_ready(vg(sj, tj)),
+        "jax_value_and_grad_teacher_gram_given": lambda _i: jax.block_until_ready(
+            vg_pre(sj, gram_t)
+        ),
+    }
+    for th, (ref_fwd, ref_vg, _) in refs.items():
+        runners[f"reference_forward_{th}t"] = lambda _i, f=ref_fwd: f(t, s)
+        if ref_vg is not None:
+            runners[f"reference_value_and_grad_{th}t"] = lambda _i, f=ref_vg: f(t, s)
+    times = time_interleaved(runners, rounds, warmup=2, block=4)
+    ms = {k: 1e3 * median(v) for k, v in times.items()}
+    ref_f = min(v for k, v in ms.items() if k.startswith("reference_forward_"))
+    ref_vg = min(
+        (v for k, v in ms.items() if k.startswith("reference_value_and_grad_")),
+        default=float("nan"),
+    )
+    # fsd-jax's kernel: one Gram per side forward, one matmul per differentiated side
+    # backward (the O(n²) centering on the Grams is negligible)
+    flops = {
+        "jax_forward": 2 * gram_flops,
+        "jax_value_and_grad": 3 * gram_flops,
+        "jax_value_and_grad_teacher_gram_given": 2 * gram_flops,
+    }
+    return {
+        "ms": ms,
+        "reference_over_jax_forward": ref_f / ms["jax_forward"],
+        "reference_over_jax_value_and_grad": ref_vg / ms["jax_value_and_grad"],
+        "reference_over_jax_value_and_grad_teacher_gram_given": ref_vg
+        / ms["jax_value_and_grad_teacher_gram_given"],
+        "fraction_of_matmul_rate": {k: f / (ms[k] * 1e-3) / rate for k, f in flops.items()},
+    }
 
 
 # ------------------------------------------------------------------ (b) method steps
@@ -195,25 +263,29 @@ def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dic
 
 # ------------------------------------------------------------------ (c) PyTorch eager
 def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
+    """The JAX VKD and FSD-IL steps against the same steps in PyTorch eager at 1 and at 2
+    threads, interleaved; ratios against PyTorch at its faster thread count."""
     import torch
 
     step = make_torch_step(models, FSD_IL_TERMS)
     dev = _device_batches(batches)
-    runners = {
-        "torch_vkd": lambda i: step(batches[i % len(batches)], False),
-        "torch_fsd_il": lambda i: step(batches[i % len(batches)], True),
-        "jax_vkd": jax_runner(jax_entries["vkd"], dev),
-        "jax_fsd_il": jax_runner(jax_entries["fsd_il"], dev),
-    }
+    runners: dict[str, Any] = {}
+    for th in (1, 2):
+        for k, fsd in (("vkd", False), ("fsd_il", True)):
+            runners[f"torch_{k}_{th}t"] = lambda i, fsd=fsd, th=th: step(
+                batches[i % len(batches)], fsd, th
+            )
+    runners["jax_vkd"] = jax_runner(jax_entries["vkd"], dev)
+    runners["jax_fsd_il"] = jax_runner(jax_entries["fsd_il"], dev)
     times = time_interleaved(runners, steps)
     b = batches[0]["input_ids"].shape[0]
     eps = {k: b / median(v) for k, v in times.items()}
+    best = {k: max(eps[f"torch_{k}_1t"], eps[f"torch_{k}_2t"]) for k in ("vkd", "fsd_il")}
     return {
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "examples_per_s": eps,
-        "jax_over_torch_vkd": eps["jax_vkd"] / eps["torch_vkd"],
-        "jax_over_torch_fsd_il": eps["jax_fsd_il"] / eps["torch_fsd_il"],
+        "examples_per_s": {**eps, "torch_vkd": best["vkd"], "torch_fsd_il": best["fsd_il"]},
+        "jax_over_torch_vkd": eps["jax_vkd"] / best["vkd"],
+        "jax_over_torch_fsd_il": eps["jax_fsd_il"] / best["fsd_il"],
     }
 
 
@@ -328,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
         "skipped": {},
     }
     if "cka" in sections:
-        out["cka"] = bench_cka(b, n, models[0].config.hidden_size, reps=steps)
+        out["cka"] = bench_cka(b, n, models[0].config.hidden_size, rounds=max(steps, 5))
     entries: dict = {}
     if sections & {"steps", "torch", "mfu"}:
         res = bench_steps(models, methods, batches, steps)
@@ -361,7 +433,13 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             out["skipped"]["mfu"] = f"no GPU (backend {jax.default_backend()})"
     rows = out.get("steps", {}).get("rows", {})
+    cka_rows = out.get("cka", {}).get("rows", {})
     out["ratios"] = {
+        **{
+            f"cka_{name}_reference_over_jax_{kind}": r[f"reference_over_jax_{kind}"]
+            for name, r in cka_rows.items()
+            for kind in ("value_and_grad", "value_and_grad_teacher_gram_given")
+        },
         "fsd_ilg_over_vkd_step_time": rows.get("fsd_ilg", {}).get("step_time_over_vkd"),
         "rkd_over_vkd_step_time": rows.get("rkd", {}).get("step_time_over_vkd"),
         "teacher_cache_over_live_step_time_vkd": out.get("cache", {})

@@ -9,8 +9,14 @@ from collections.abc import Callable
 import numpy as np
 
 
-def reference_cka():
-    """The FSD repository's CKA: n×n centering matrix H, HSIC = tr(K H L H) / (n − 1)²."""
+def reference_cka(threads: int | None = None):
+    """The FSD repository's CKA loss (maroo-sky/FSD: metrics/LayerWiseMetrics.py): n×n
+    centering matrix H, HSIC = tr(K H L H) / (n − 1)², ``−log(mean |CKA| + 1e-8)``.
+
+    Returns ``(forward(t, s), value_and_grad(t, s), name)``: the second also back-propagates
+    to ``s`` (the student side, as training does). With ``threads``, each call first sets
+    PyTorch's thread count. NumPy (forward only, value_and_grad None) without PyTorch.
+    """
     try:
         import torch
     except ImportError:
@@ -22,14 +28,29 @@ def reference_cka():
             h = torch.eye(n) - torch.ones(n, n) / n
             return torch.diagonal(k @ h @ l_ @ h, dim1=-2, dim2=-1).sum(-1) / (n - 1) ** 2
 
-        def cka(x, y):
-            x, y = torch.from_numpy(x), torch.from_numpy(y)
+        def loss(x, y):
             k, l_ = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
-            return hsic(k, l_) / torch.sqrt(hsic(k, k) * hsic(l_, l_))
+            cka = hsic(k, l_) / torch.sqrt(hsic(k, k) * hsic(l_, l_))
+            return -torch.log(cka.abs().mean() + 1e-8)
 
-        return lambda x, y: cka(x, y).numpy(), "PyTorch eager (torch " + torch.__version__ + ")"
+        def forward(t, s):
+            if threads:
+                torch.set_num_threads(threads)
+            with torch.no_grad():
+                return loss(torch.as_tensor(t), torch.as_tensor(s))
 
-    def cka_np(x, y):
+        def value_and_grad(t, s):
+            if threads:
+                torch.set_num_threads(threads)
+            t, s = torch.as_tensor(t), torch.as_tensor(s).detach().requires_grad_(True)
+            value = loss(t, s)
+            value.backward()
+            return value, s.grad
+
+        count = threads or torch.get_num_threads()
+        return forward, value_and_grad, f"PyTorch eager {torch.__version__}, {count} threads"
+
+    def forward_np(x, y):
         n = x.shape[-2]
         h = np.eye(n) - 1.0 / n
         k, l_ = x @ np.swapaxes(x, -1, -2), y @ np.swapaxes(y, -1, -2)
@@ -37,14 +58,15 @@ def reference_cka():
         def hs(a, c):
             return np.trace(a @ h @ c @ h, axis1=-2, axis2=-1) / (n - 1) ** 2
 
-        return hs(k, l_) / np.sqrt(hs(k, k) * hs(l_, l_))
+        return -np.log(np.abs(hs(k, l_) / np.sqrt(hs(k, k) * hs(l_, l_))).mean() + 1e-8)
 
-    return cka_np, "NumPy (torch not installed)"
+    return forward_np, None, "NumPy (torch not installed)"
 
 
-def make_torch_step(models, fsd_il_weights: dict[str, float]) -> Callable[[dict, bool], None]:
-    """``step(batch, fsd)``: one VKD (``fsd=False``) or FSD-IL AdamW step of a transformers
-    BertForSequenceClassification student against its teacher, in PyTorch eager.
+def make_torch_step(models, fsd_il_weights: dict[str, float]) -> Callable[[dict, bool, int], None]:
+    """``step(batch, fsd, threads)``: one VKD (``fsd=False``) or FSD-IL AdamW step of a
+    transformers BertForSequenceClassification student against its teacher, in PyTorch eager
+    with ``threads`` threads.
 
     ``models`` is ``load_models``'s tuple: the same MiniLM weights when it names a checkpoint,
     else same-shape random models. The losses are those of the JAX configs: 0.5·CE +
@@ -106,7 +128,8 @@ def make_torch_step(models, fsd_il_weights: dict[str, float]) -> Callable[[dict,
         )
         return -torch.log(torch.abs(v) + 1e-8)
 
-    def step(batch, fsd: bool):
+    def step(batch, fsd: bool, threads: int):
+        torch.set_num_threads(threads)
         ids = torch.from_numpy(batch["input_ids"]).long()
         mask = torch.from_numpy(batch["attention_mask"]).long()
         labels = torch.from_numpy(batch["labels"]).long()

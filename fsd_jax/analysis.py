@@ -7,6 +7,8 @@
 - :func:`relation_differences`: Eq. 12–13, mean absolute difference between the model's and
   the teacher's inter-feature (sample × sample) and intra-feature (token × token) Euclidean
   distance and cosine matrices.
+- :func:`layer_cka`: debiased minibatch CKA (Nguyen, Raghu & Kornblith 2021) between every
+  teacher layer and every model layer over the pooled dev batches, embeddings included.
 - :func:`param_count`.
 
 Features are penultimate hidden states with padding zeroed, flattened per example (the FSD-L
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fsd_jax.cka import linear_cka
+from fsd_jax.cka import MinibatchCKA, centered_gram, linear_cka
 from fsd_jax.data import Encoded, iterate_batches
 from fsd_jax.models import BertForSequenceClassification
 from fsd_jax.train.step import model_inputs
@@ -64,6 +66,54 @@ def hidden_features(
             f"no full batch of {batch_size} examples in {len(data)}: use a smaller batch size"
         )
     return out
+
+
+def layer_grams(
+    model: BertForSequenceClassification,
+    params: Any,
+    data: Encoded,
+    *,
+    batch_size: int,
+    seq_len: int,
+    num_batches: int | None = None,
+) -> list[np.ndarray]:
+    """Per full dev batch (in order, as :func:`hidden_features`): the U-centred B×B Grams of
+    every hidden state (embeddings and each layer) flattened per example with padding zeroed,
+    shape (N + 1, B, B): what :func:`layer_cka` needs of one network."""
+
+    @jax.jit
+    def grams(p, batch):
+        out = model.apply({"params": p}, **model_inputs(batch))
+        mask = batch["attention_mask"][..., None].astype(bool)
+        flat = [
+            jnp.where(mask, h.astype(jnp.float32), 0.0).reshape(h.shape[0], -1)
+            for h in out.hidden_states
+        ]
+        return jnp.stack([centered_gram(f, unbiased=True) for f in flat])
+
+    out = []
+    for batch in iterate_batches(data, batch_size, seq_len):
+        if (batch["weights"] == 0).any():
+            break
+        out.append(np.asarray(grams(params, batch)))
+        if num_batches is not None and len(out) >= num_batches:
+            break
+    return out
+
+
+def layer_cka(teacher_grams: Sequence[np.ndarray], model_grams: Sequence[np.ndarray]) -> np.ndarray:
+    """(N_t + 1, N_s + 1) debiased minibatch CKA between each teacher layer (rows) and each
+    model layer (columns) over the same batches (:func:`layer_grams` of each network)."""
+    if len(teacher_grams) != len(model_grams) or not teacher_grams:
+        raise ValueError(
+            f"{len(teacher_grams)} teacher batches vs {len(model_grams)} model batches"
+        )
+    n_t, b = teacher_grams[0].shape[:2]
+    state = MinibatchCKA.init(n_t, model_grams[0].shape[0])
+    update = jax.jit(MinibatchCKA.update_grams)
+    for k, g in zip(teacher_grams, model_grams, strict=True):
+        state = update(state, jnp.asarray(k), jnp.asarray(g), b)
+    return np.asarray(state.result(), np.float64)
 
 
 def cka_heatmap(teacher: Sequence[np.ndarray], model: Sequence[np.ndarray]) -> np.ndarray:
@@ -152,8 +202,15 @@ def param_count(params: Any) -> int:
     return int(sum(np.size(x) for x in jax.tree.leaves(params)))
 
 
-def plot_heatmap(matrix: np.ndarray, path: str | Path, title: str) -> Path:
-    """Save a heat map PNG (teacher batches on rows, model batches on columns)."""
+def plot_heatmap(
+    matrix: np.ndarray,
+    path: str | Path,
+    title: str,
+    *,
+    axes: tuple[str, str] = ("model batch", "teacher batch"),
+    subtitle: str | None = None,
+) -> Path:
+    """Save a heat map PNG (teacher on rows, model on columns: batches, or layers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,9 +218,11 @@ def plot_heatmap(matrix: np.ndarray, path: str | Path, title: str) -> Path:
 
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=120)
     im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xlabel("model batch")
-    ax.set_ylabel("teacher batch")
-    ax.set_title(f"{title}\ndiagonal mean {diagonal_mean(matrix):.3f}", fontsize=9)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    if subtitle is None:
+        subtitle = f"diagonal mean {diagonal_mean(matrix):.3f}"
+    ax.set_title(f"{title}\n{subtitle}", fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path = Path(path)
@@ -200,7 +259,8 @@ def analyze(
 ) -> dict:
     """Every analysis of ``model_path`` against ``teacher_path`` on the task's first dev split.
 
-    Writes ``analysis.json`` and ``cka_heatmap.png`` into ``out_dir`` and returns the JSON.
+    Writes ``analysis.json``, ``cka_heatmap.png`` and ``layer_cka.png`` into ``out_dir`` and
+    returns the JSON.
     """
     from fsd_jax.data import get_task
     from fsd_jax.models import load_pretrained
@@ -209,13 +269,14 @@ def analyze(
     split = next(iter(task.dev_splits))
     model, params = load_pretrained(model_path)
     kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
-    vocab, t_count, data, t_feats, t_preds = _teacher_side(
+    vocab, t_count, data, t_feats, t_grams, t_preds = _teacher_side(
         teacher_path, task, data_dir, max_seq_length, cache_dir, kw
     )
     if model.config.vocab_size != vocab:
         raise ValueError(f"{model_path} and {teacher_path} use different vocabularies")
     m_feats = hidden_features(model, params, data, **kw)
     heat = cka_heatmap([f for f, _ in t_feats], [f for f, _ in m_feats])
+    layers = layer_cka(t_grams, layer_grams(model, params, data, **kw))
     rel = [
         relation_differences(t, m, mask) for (t, mask), (m, _) in zip(t_feats, m_feats, strict=True)
     ]
@@ -229,6 +290,8 @@ def analyze(
         "cka_diagonal_mean": diagonal_mean(heat),
         "cka_heatmap": heat.tolist(),
         "relation_differences": {k: float(np.mean([r[k] for r in rel])) for k in rel[0]},
+        # rows: teacher hidden states 0 (embeddings) .. N_t; columns: the model's 0 .. N_s
+        "layer_cka": layers.tolist(),
         "params": {"model": param_count(params), "teacher": t_count},
     }
     if t_preds is not None:
@@ -236,7 +299,15 @@ def analyze(
         result["restoration_rate"] = restoration_rate(t_preds, m_preds, task.num_labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {Path(str(model_path)).name}")
+    name = Path(str(model_path)).name
+    plot_heatmap(heat, out / "cka_heatmap.png", f"teacher vs {name}")
+    plot_heatmap(
+        layers,
+        out / "layer_cka.png",
+        f"teacher vs {name}",
+        axes=("model layer (0 = embeddings)", "teacher layer"),
+        subtitle=f"debiased minibatch CKA over {len(t_grams)} dev batches",
+    )
     _write_json(out / "analysis.json", result)
     return result
 
@@ -249,8 +320,9 @@ def _teacher_side(
     cache_dir: str | None,
     kw: dict,
 ) -> tuple:
-    """(vocab size, parameter count, encoded dev data, pooled features, predictions or None)
-    of the teacher: the same for every student of a task, so computed once."""
+    """(vocab size, parameter count, encoded dev data, pooled features, per-layer Grams,
+    predictions or None) of the teacher: the same for every student of a task, so computed
+    once."""
     from fsd_jax.data import encode, load_examples
     from fsd_jax.models import load_pretrained, load_tokenizer
 
@@ -273,6 +345,7 @@ def _teacher_side(
             param_count(t_params),
             data,
             hidden_features(teacher, t_params, data, **kw),
+            layer_grams(teacher, t_params, data, **kw),
             preds,
         )
     return _TEACHER_SIDE[key]
@@ -332,7 +405,7 @@ def refresh_restoration(
         return False
     task = get_task(a["task"])
     kw = {"batch_size": batch_size, "seq_len": max_seq_length, "num_batches": num_batches}
-    _, _, data, _, t_preds = _teacher_side(
+    _, _, data, _, _, t_preds = _teacher_side(
         a["teacher"], task, data_dir, max_seq_length, cache_dir, kw
     )
     model, params = load_pretrained(a["model"])

@@ -30,6 +30,7 @@ class Context:
     student: BertOutput
     batch: Batch
     teacher_memory: jax.Array | None = None  # (K, L, d_t), a constant
+    teacher_memory_gram: jax.Array | None = None  # its centred K×K Gram, computed once
     student_memory: jax.Array | None = None  # (K, L, d_s), trained
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # proj, gates, ...
     aux: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # e.g. EMD layer weights
@@ -144,6 +145,7 @@ def _fsd_global(ctx: Context, o: dict) -> dict:
         ctx.weights,
         gamma_m=o["gamma_m"],
         faithful=o["faithful"],
+        teacher_memory_gram=ctx.teacher_memory_gram,
     )
 
 
@@ -320,14 +322,17 @@ def make_distill_objective(
     *,
     teacher_cache: bool = False,
 ) -> Callable:
-    """``objective(params, batch, key, teacher_params, teacher_memory=None) -> (loss, metrics)``.
+    """``objective(params, batch, key, teacher_params, teacher_memory=None,
+    teacher_memory_gram=None) -> (loss, metrics)``.
 
     ``params`` is ``{"student": ...}``, plus ``"memory"`` (the student memory) when a term uses
     one. The teacher runs in eval mode under ``stop_gradient``; the student with dropout.
     With ``teacher_cache`` the teacher does not run: its outputs come in the batch
     (:mod:`fsd_jax.teacher_cache`) and ``teacher_params`` is unused.
     Metrics hold the total, each term's unweighted value and the parts of composite terms
-    (``fsd_g/distance``, ...).
+    (``fsd_g/distance``, ...). ``teacher_memory_gram`` (:func:`fsd_jax.losses.memory_gram` of
+    the teacher memory) spares the step the teacher memory's Gram; without it, each step
+    computes it.
     """
     _check_layers(terms, teacher.config, student.config)
     if student.config.num_labels != teacher.config.num_labels:
@@ -341,7 +346,16 @@ def make_distill_objective(
     from fsd_jax.teacher_cache import cached_output
     from fsd_jax.train.step import model_inputs
 
-    def objective(params, batch, key, teacher_params, teacher_memory=None, *, aux=None):
+    def objective(
+        params,
+        batch,
+        key,
+        teacher_params,
+        teacher_memory=None,
+        teacher_memory_gram=None,
+        *,
+        aux=None,
+    ):
         inputs = model_inputs(batch)
         if teacher_cache:
             t_out = cached_output(batch, teacher.config.num_hidden_layers)
@@ -357,7 +371,16 @@ def make_distill_objective(
             rngs={"dropout": key},
             output_attentions=attentions,
         )
-        ctx = Context(t_out, s_out, batch, teacher_memory, params.get("memory"), params, aux or {})
+        ctx = Context(
+            t_out,
+            s_out,
+            batch,
+            teacher_memory,
+            teacher_memory_gram,
+            params.get("memory"),
+            params,
+            aux or {},
+        )
         metrics, loss, new_aux = {}, jnp.zeros((), jnp.float32), dict(aux or {})
         for t in terms:
             value = TERMS[t.name].fn(ctx, t.options)

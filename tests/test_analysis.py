@@ -131,6 +131,60 @@ def test_eval_cli_analyses_a_student_against_its_teacher(tiny_teacher, tiny_chec
     assert out["params"]["teacher"] > out["params"]["model"] > 0
     png = (tmp_path / "out" / "cka_heatmap.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    layers = np.asarray(out["layer_cka"])  # teacher 0..N_t x model 0..N_s
+    assert layers.shape[0] > layers.shape[1] > 1 and np.isfinite(layers).all()
+    assert (tmp_path / "out" / "layer_cka.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_layer_cka_is_debiased_minibatch_cka_in_float64(tiny_teacher):
+    """analysis.layer_cka on a real (tiny) BERT against NumPy: per batch, Song et al.'s
+    unbiased HSIC of the flattened padding-zeroed hidden states, summed over batches."""
+    from fsd_jax import analysis
+    from fsd_jax.data import encode, load_examples
+    from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
+    from fsd_jax.models.surgery import select_layers
+
+    model, params = load_pretrained(tiny_teacher)
+    cfg, sub = select_layers(model.config, params, "every:2")
+    student = BertForSequenceClassification(cfg)
+    data = encode(load_examples("quickstart", "dev"), load_tokenizer(tiny_teacher), 16)
+    kw = {"batch_size": 8, "seq_len": 16, "num_batches": 3}
+    got = analysis.layer_cka(
+        analysis.layer_grams(model, params, data, **kw),
+        analysis.layer_grams(student, sub, data, **kw),
+    )
+
+    def flat_states(m, p):
+        out = []
+        for feats in analysis.iterate_batches(data, 8, 16):
+            o = m.apply({"params": p}, **analysis.model_inputs(feats))
+            mask = feats["attention_mask"][..., None]
+            out.append([np.asarray(h, np.float64) * mask for h in o.hidden_states])
+            if len(out) == 3:
+                break
+        return [[h.reshape(8, -1) for h in b] for b in out]
+
+    def hsic_u(x, y):
+        k, g = x @ x.T, y @ y.T
+        n = len(k)
+        k, g = k - np.diag(np.diag(k)), g - np.diag(np.diag(g))
+        one = np.ones(n)
+        return (
+            np.trace(k @ g)
+            + one @ k @ one * (one @ g @ one) / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * one @ k @ g @ one
+        ) / (n * (n - 3))
+
+    t_b, s_b = flat_states(model, params), flat_states(student, sub)
+    expected = np.zeros(got.shape)
+    for i, j in np.ndindex(*got.shape):
+        xy = sum(hsic_u(t[i], s[j]) for t, s in zip(t_b, s_b, strict=True))
+        xx = sum(hsic_u(t[i], t[i]) for t in t_b)
+        yy = sum(hsic_u(s[j], s[j]) for s in s_b)
+        expected[i, j] = xy / np.sqrt(xx * yy)
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5)
+    # the student keeps the teacher's embeddings: their CKA is 1
+    np.testing.assert_allclose(got[0, 0], 1.0, rtol=1e-5)
 
 
 def test_the_teachers_side_is_computed_once_and_matches_a_fresh_run(
@@ -151,7 +205,7 @@ def test_the_teachers_side_is_computed_once_and_matches_a_fresh_run(
     assert len(calls) == 1  # the student's features only
     analysis._TEACHER_SIDE.clear()
     fresh = analysis.analyze(tiny_checkpoint, tiny_teacher, "quickstart", tmp_path / "c", **kw)
-    for k in ("cka_heatmap", "relation_differences", "restoration_rate", "params"):
+    for k in ("cka_heatmap", "layer_cka", "relation_differences", "restoration_rate", "params"):
         np.testing.assert_allclose(
             np.asarray(jax.tree.leaves(memo[k])), np.asarray(jax.tree.leaves(fresh[k]))
         )

@@ -12,6 +12,7 @@ from fsd_jax.losses.fsd import (
     fsd_global_terms,
     fsd_intra,
     fsd_local,
+    memory_gram,
 )
 from fsd_jax.losses.intermediate import (
     attention_probs_mse,
@@ -48,6 +49,7 @@ __all__ = [
     "init_lad_gates",
     "kd",
     "lad_aggregate",
+    "memory_gram",
     "minilm",
     "mse",
     "pairwise_distances",

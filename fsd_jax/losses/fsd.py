@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fsd_jax.cka import cka_loss, linear_cka
+from fsd_jax.cka import centered_gram, cka_from_grams, linear_cka
 from fsd_jax.losses.logits import weighted_mean
 
 _EPS = 1e-8
@@ -17,6 +17,10 @@ _EPS = 1e-8
 
 def _example_mask(batch: int, weights: jax.Array | None) -> jax.Array:
     return jnp.ones((batch,), bool) if weights is None else weights > 0
+
+
+def _neg_log(cka: jax.Array) -> jax.Array:
+    return -jnp.log(jnp.abs(cka) + _EPS)
 
 
 def fsd_intra(
@@ -31,8 +35,10 @@ def fsd_intra(
 
     Default: per example, linear CKA over its real tokens (padding masked), loss
     ``−log(|CKA_b| + 1e-8)`` averaged over the (weighted) examples, so the same examples padded
-    to any length give the same loss. ``faithful=True`` is the reference code: every position
-    counts, and the loss is ``−log(mean_b |CKA_b| + 1e-8)``.
+    to any length give the same loss; examples of weight 0 are masked whole (whatever they
+    hold), and with no weighted example the loss is 0. ``faithful=True`` is the reference code:
+    every position counts, and the loss is ``−log(mean_b |CKA_b| + 1e-8)``. All examples' CKAs
+    are one batched call (one einsum per side), not a vmap.
 
     Args:
       teacher_hidden: (B, L, d_t).
@@ -43,19 +49,19 @@ def fsd_intra(
     """
     if mask is None or faithful:
         mask = jnp.ones(teacher_hidden.shape[:2], bool)
-    per_example = jax.vmap(lambda t, s, m: linear_cka(t, s, mask=m))(
-        teacher_hidden, student_hidden, mask.astype(bool)
-    )
+    rows = mask.astype(bool) & _example_mask(teacher_hidden.shape[0], weights)[:, None]
+    per_example = linear_cka(teacher_hidden, student_hidden, mask=rows)
     if faithful:
         return -jnp.log(weighted_mean(jnp.abs(per_example), weights) + _EPS)
-    return weighted_mean(-jnp.log(jnp.abs(per_example) + _EPS), weights)
+    return weighted_mean(_neg_log(per_example), weights)
 
 
 def flatten_tokens(hidden: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """(B, L, d) → (B, L·d) with padding positions zeroed (unless mask is None)."""
+    """(B, L, d) → (B, L·d) with padding positions set to 0 (unless mask is None); a
+    ``where``, not a product, so that NaN or inf at padding positions cannot leak through."""
     h = hidden.astype(jnp.float32)
     if mask is not None:
-        h = h * mask[..., None].astype(jnp.float32)
+        h = jnp.where(mask[..., None].astype(bool), h, 0.0)
     return h.reshape(h.shape[0], -1)
 
 
@@ -71,8 +77,9 @@ def fsd_local(
 
     ``−log(|CKA(flat(H_t), flat(H_s))| + 1e-8)`` over the B×B Gram matrices of the flattened
     (L·d) features. Default: padding positions zeroed before flattening, so extra padding adds
-    only zero columns; zero-weight rows (a padded last batch) are left out of the Grams.
-    ``faithful=True`` keeps the hidden states of padding positions, as the reference does.
+    only zero columns; zero-weight rows (a padded last batch) are left out of the Grams, and
+    with no weighted row the loss is 0 (as :func:`fsd_intra`'s). ``faithful=True`` keeps the
+    hidden states of padding positions, as the reference does.
 
     Args:
       teacher_hidden: (B, L, d_t).
@@ -83,11 +90,12 @@ def fsd_local(
     """
     token_mask = None if faithful else mask
     rows = _example_mask(teacher_hidden.shape[0], weights)
-    return cka_loss(
+    cka = linear_cka(
         flatten_tokens(teacher_hidden, token_mask),
         flatten_tokens(student_hidden, token_mask),
         mask=rows,
     )
+    return jnp.where(rows.any(), _neg_log(cka), 0.0)
 
 
 def _memory_relations(
@@ -117,6 +125,12 @@ def _memory_relations(
     return dist, cos
 
 
+def memory_gram(teacher_memory: jax.Array) -> jax.Array:
+    """The centred K×K Gram of the flattened teacher memory (K, L, d_t): a constant of the run,
+    computed once and passed to :func:`fsd_global_terms` instead of again every step."""
+    return centered_gram(teacher_memory.reshape(teacher_memory.shape[0], -1))
+
+
 def fsd_global_terms(
     teacher_hidden: jax.Array,
     student_hidden: jax.Array,
@@ -128,6 +142,7 @@ def fsd_global_terms(
     gamma_m: float = 0.5,
     faithful: bool = False,
     eps: float = 1e-8,
+    teacher_memory_gram: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """FSD-G: sample × centroid structure against a k-means memory (paper Eq. 8–10, §2.5).
 
@@ -146,6 +161,7 @@ def fsd_global_terms(
       gamma_m: weight of the distance term against the cosine term.
       faithful: compare full (padded) vectors.
       eps: inside the square root of both distances.
+      teacher_memory_gram: :func:`memory_gram` of ``teacher_memory``, if precomputed.
 
     Returns:
       ``{"total", "distance", "cosine", "memory_cka"}`` scalars.
@@ -157,9 +173,14 @@ def fsd_global_terms(
     e_s, c_s = _memory_relations(student_hidden, student_memory, token_mask, eps)
     dist = weighted_mean(((e_s - jax.lax.stop_gradient(e_t)) ** 2).mean(1), weights)
     cos = weighted_mean(((c_s - jax.lax.stop_gradient(c_t)) ** 2).mean(1), weights)
-    k = teacher_memory.shape[0]
-    mem = cka_loss(
-        jax.lax.stop_gradient(teacher_memory).reshape(k, -1), student_memory.reshape(k, -1)
+    if teacher_memory_gram is None:
+        teacher_memory_gram = memory_gram(teacher_memory)
+    k = student_memory.shape[0]
+    mem = _neg_log(
+        cka_from_grams(
+            jax.lax.stop_gradient(teacher_memory_gram),
+            centered_gram(student_memory.reshape(k, -1)),
+        )
     )
     total = gamma_m * dist + (1.0 - gamma_m) * cos + mem
     return {"total": total, "distance": dist, "cosine": cos, "memory_cka": mem}

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from ml_collections import ConfigDict
 
+from fsd_jax import losses
 from fsd_jax.cache import teacher_outputs_store
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
@@ -134,7 +135,8 @@ def run_distill(
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
         shape = (k, n, student.config.hidden_size)
         params["memory"] = std * jax.random.normal(key, shape, jnp.float32)
-        step_args = (*step_args, jnp.asarray(centroids))
+        centroids = jnp.asarray(centroids)
+        step_args = (*step_args, centroids, jax.jit(losses.memory_gram)(centroids))
         extra["teacher_memory"] = str(config.teacher_memory)
     return train_and_evaluate(
         config,
