@@ -20,18 +20,18 @@ ignored: whatever they hold, NaN and inf included, the value and the gradient ar
 unpadded input, and masked rows get a zero gradient. Results are float32 whatever the input
 dtype.
 
-How it is computed (the Gram route, used whenever n < p + q, i.e. for every FSD shape): each
-input is shifted by one of its valid rows (one fused pass; CKA is shift-invariant, and removing
-most of the column means keeps the float32 Gram accurate when feature means dwarf their spread),
-its n×n Gram is one einsum, and the masked centering ``Kc = (K − r1ᵀ − 1rᵀ + g)·(w wᵀ)`` (row
-means r, grand mean g over valid rows) is done on the Gram in O(n²). The Gram has a custom VJP,
-``dX = (Ā + Āᵀ)·X`` with Ā the cotangent of the Gram, which autodiff obtains already centred
-through the O(n²) centering: one matmul per differentiated input instead of two. CKA is
-``⟨K̂, Ĝ⟩ · rsqrt⟨K̂, K̂⟩ · rsqrt⟨Ĝ, Ĝ⟩`` on Grams scaled to a largest entry of 1, so inputs
-scaled anywhere in 1e−15 … 1e15 give the same value. When n ≥ p + q, the p×q feature
-cross-products are cheaper and are used instead. :func:`centered_gram` and
-:func:`cka_from_grams` are public so that a side that does not change (a teacher's memory) is
-computed once.
+How it is computed (the Gram route: whenever n < p + q, i.e. for every FSD shape, and always
+for the debiased estimator): each input is shifted by one of its valid rows (one fused pass; CKA
+is shift-invariant, and removing most of the column means keeps the float32 Gram accurate when
+feature means dwarf their spread), its n×n Gram is one einsum, and the masked centering
+``Kc = (K − r1ᵀ − 1rᵀ + g)·(w wᵀ)`` (row means r, grand mean g over valid rows) is done on the
+Gram in O(n²). The Gram has a custom VJP, ``dX = (Ā + Āᵀ)·X`` with Ā the cotangent of the Gram,
+which autodiff obtains already centred through the O(n²) centering: one matmul per
+differentiated input instead of two. CKA is ``⟨K̂, Ĝ⟩ · rsqrt⟨K̂, K̂⟩ · rsqrt⟨Ĝ, Ĝ⟩`` on Grams
+scaled to a largest entry of 1, so inputs scaled anywhere in 1e−15 … 1e15 give the same value.
+When n ≥ p + q, the p×q feature cross-products are cheaper and are used instead.
+:func:`centered_gram` and :func:`cka_from_grams` are public so that a side that does not change
+(a teacher's memory) is computed once.
 """
 
 from __future__ import annotations
