@@ -1,5 +1,6 @@
 """Faults: a training process killed with SIGKILL at a random moment resumes to exactly the
-parameters of an uninterrupted run."""
+parameters of an uninterrupted run; a finished workdir run again is left as it is; a damaged
+newest checkpoint is replaced by the resumed run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fsd_jax.models import load_pretrained
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cmd(checkpoint: Path, workdir: Path, cache: Path) -> list[str]:
+def _cmd(checkpoint: Path, workdir: Path, cache: Path, steps: int = 160) -> list[str]:
     return [
         sys.executable,
         "train.py",
@@ -37,7 +38,7 @@ def _cmd(checkpoint: Path, workdir: Path, cache: Path) -> list[str]:
         "--config.train.batch_size",
         "16",
         "--config.train.max_steps",
-        "160",
+        str(steps),
         "--config.train.checkpoint_every",
         "20",
         "--config.train.log_every",
@@ -52,6 +53,27 @@ def _cmd(checkpoint: Path, workdir: Path, cache: Path) -> list[str]:
 def _checkpoint_steps(workdir: Path) -> list[int]:
     d = workdir / "checkpoints"
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+def _snapshot(workdir: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``workdir``: (modification time in ns, contents)."""
+    return {
+        str(p.relative_to(workdir)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _assert_finished_and_untouched(cmd: list[str], workdir: Path) -> None:
+    before = _snapshot(workdir)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "is finished" in again.stderr, again.stderr[-2000:]
+    assert "Traceback" not in again.stderr
+    after = _snapshot(workdir)
+    assert sorted(after) == sorted(before)
+    changed = [k for k in before if before[k] != after[k]]
+    assert not changed, f"a re-run of a finished workdir changed {changed}"
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_checkpoint, tmp_path):
@@ -89,6 +111,35 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_checkpoint, tmp_p
     a = load_pretrained(killed)[1]
     b = load_pretrained(tmp_path / "whole")[1]
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    # the README's resume command once more, on the finished workdir
+    _assert_finished_and_untouched(_cmd(tiny_checkpoint, killed, tmp_path / "cache"), killed)
+
+
+def test_a_damaged_newest_checkpoint_is_replaced_by_the_resumed_run(tiny_checkpoint, tmp_path):
+    work, cache = tmp_path / "run", tmp_path / "cache"
+    cmd = _cmd(tiny_checkpoint, work, cache, steps=40)
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert _checkpoint_steps(work) == [20, 40]
+    reference = load_pretrained(work)[1]
+    # damage every array file of the newest checkpoint, as a disk fault or a bad copy would
+    damaged = [p for p in (work / "checkpoints" / "40").rglob("*") if p.is_file()]
+    for p in damaged:
+        if p.suffix != ".json" and p.stat().st_size > 64:
+            p.write_bytes(b"\0" * p.stat().st_size)
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint" in resumed.stderr and "unreadable" in resumed.stderr
+    assert "Traceback" not in resumed.stderr and "Event loop is closed" not in resumed.stderr
+    results = json.loads((work / "results.json").read_text())
+    assert results["steps"] == 40 and results["steps_this_run"] == 20  # from step 20
+    again = load_pretrained(work)[1]
+    jax.tree.map(
+        lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), again, reference
+    )
+    assert _checkpoint_steps(work) == [20, 40]
+    # the replaced step reads back: the next run finds the workdir finished
+    _assert_finished_and_untouched(cmd, work)
 
 
 # ------------------------------------------------------------------ a corpus of bad inputs

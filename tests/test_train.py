@@ -209,6 +209,21 @@ def test_quickstart_stage_trains_teacher_and_student(tiny_checkpoint, tmp_path, 
     assert {"fsd_intra", "fsd_local", "fsd_g", "kd", "ce"} <= set(fsd["train_metrics"])
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["table"] == out["table"]
     assert (tmp_path / "qs" / "student_nokd" / "export" / "model.safetensors").is_file()
+    # the same command again: every stage is finished, nothing is trained or rewritten
+    files = {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in (tmp_path / "qs").rglob("*")
+        if p.is_file()
+    }
+    again = run(cfg, tmp_path / "qs")
+    assert again["table"] == out["table"]
+    after = {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in (tmp_path / "qs").rglob("*")
+        if p.is_file()
+    }
+    assert sorted(after) == sorted(files)
+    assert [str(p) for p in files if files[p] != after[p]] == []
 
 
 def test_bucketed_training_matches_full_padding(tiny_checkpoint, tmp_path):

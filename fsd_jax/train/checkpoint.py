@@ -1,7 +1,8 @@
 """orbax checkpoints of the train state, with fallback to an older one if the latest is broken.
 
 orbax writes each step into a temporary directory and renames it when complete, so a run killed
-mid-save leaves the previous checkpoints intact.
+mid-save leaves the previous checkpoints intact. A step found unreadable on restore is replaced
+when the resumed run reaches it again.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ class Checkpointer:
 
     def __init__(self, directory: str | Path, max_to_keep: int = 2):
         self.directory = Path(directory).resolve()
+        self.unreadable: set[int] = set()  # steps restore_latest could not read
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
         )
 
     def save(self, step: int, state: Any, meta: dict | None = None, force: bool = False) -> None:
+        if step in self.unreadable:  # a damaged copy of this step: make room for a good one
+            self.manager.delete(step)
+            self.unreadable.discard(step)
+            log.warning("replacing unreadable checkpoint %s/%d", self.directory, step)
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -50,6 +56,7 @@ class Checkpointer:
                     ),
                 )
             except Exception as e:  # orbax raises many types for damaged files
+                self.unreadable.add(step)
                 log.warning(
                     "checkpoint %s/%d is unreadable (%s: %s); trying an older one",
                     self.directory,

@@ -149,7 +149,8 @@ def fit(
                 on_step(step)
             if step >= total_steps:
                 break
-    checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
+    if step > start:  # else the state came from the checkpoint of total_steps itself
+        checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
     checkpointer.wait()
     jax.block_until_ready(state.params)
     bar.close()

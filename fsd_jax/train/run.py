@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,8 @@ from fsd_jax.train.sharding import Sharder
 from fsd_jax.train.state import TrainState
 from fsd_jax.train.step import Objective, make_predict_fn, make_train_step
 from fsd_jax.train.writer import MetricWriter
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Settings that do not change what training computes: a run may resume with other values.
@@ -151,14 +154,24 @@ def train_and_evaluate(
     state = sharder.put_state(TrainState.create(params, tx, config.seed, aux=aux))
     step_args = sharder.put_args(step_args)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
-    writer = MetricWriter(workdir, tensorboard=config.tensorboard)
     fp = fingerprint(config)
-    pad_to = bucket_padding(config.data.get("buckets"), seq_len)
-    transform = batch_transform(train, pad_to) if batch_transform else None
     try:
         state = restore(checkpointer, state, fp)
+    except BaseException:
+        checkpointer.close()
+        raise
+    finished = workdir / "results.json"
+    if int(state.step) >= total and finished.is_file():
+        # the same command on a finished workdir: report it and leave every file as it is
+        checkpointer.close()
+        log.info("%s is finished (step %d of %d); results: %s", workdir, total, total, finished)
+        return json.loads(finished.read_text())
+    (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
+    writer = MetricWriter(workdir, tensorboard=config.tensorboard)
+    pad_to = bucket_padding(config.data.get("buckets"), seq_len)
+    try:
+        transform = batch_transform(train, pad_to) if batch_transform else None
         step = sharder.jit_train_step(make_train_step(objective), state, step_args)
 
         def batches(epoch, start):

@@ -8,6 +8,7 @@ the device, so the N × (L·d) feature matrix is never held anywhere.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from fsd_jax.data import Encoded, check_task_files, get_task, iterate_batches, m
 from fsd_jax.memory import StreamingLloyd, sample_indices
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
 from fsd_jax.train.run import load_splits
+
+log = logging.getLogger(__name__)
 
 MEMORY_FILE = "memory.npz"
 META_FILE = "memory.json"
@@ -146,6 +149,21 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
     k = m.num_clusters or default_num_clusters(task.name)
     seq_len = int(config.data.max_seq_length)
     check_task_files(task, config.data.data_dir)
+    settings = {
+        "task": task.name,
+        "teacher": str(config.teacher),
+        "teacher_weights": _weights_identity(config.teacher),
+        "num_clusters": k,
+        "seq_len": seq_len,
+        "layer": m.layer,
+        "mask_padding": not m.faithful,
+        "num_passes": m.num_passes,
+        "seed": config.seed,
+        "feature_cache": m.get("feature_cache") or None,
+    }
+    done = _finished(workdir, settings)
+    if done is not None:
+        return done
     teacher, params = load_pretrained(config.teacher)
     train, _ = load_splits(config, task, load_tokenizer(config.teacher))
     t0 = time.perf_counter()
@@ -164,17 +182,9 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
     )
     seconds = time.perf_counter() - t0
     meta = {
-        "task": task.name,
-        "teacher": str(config.teacher),
-        "num_clusters": k,
-        "seq_len": seq_len,
+        **settings,
         "hidden_size": teacher.config.hidden_size,
-        "layer": m.layer,
-        "mask_padding": not m.faithful,
-        "num_passes": m.num_passes,
-        "seed": config.seed,
         "train_examples": len(train),
-        "feature_cache": m.get("feature_cache") or None,
         "inertia_per_pass": history,
         "build_seconds": seconds,
     }
@@ -184,6 +194,32 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
     tmp.replace(workdir / MEMORY_FILE)
     (workdir / META_FILE).write_text(json.dumps(meta, indent=2))
     return {"stage": "memory", **meta, "path": str(workdir / MEMORY_FILE)}
+
+
+def _weights_identity(checkpoint: str | Path) -> list | None:
+    """(size, modification time) of a teacher's weights file: a re-trained teacher differs."""
+    from fsd_jax.models.hf import resolve_checkpoint_dir
+
+    try:
+        st = (Path(resolve_checkpoint_dir(checkpoint)) / "model.safetensors").stat()
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _finished(workdir: Path, settings: dict) -> dict | None:
+    """The stage's result when ``workdir`` already holds a memory built with ``settings``."""
+    meta_file, memory = workdir / META_FILE, workdir / MEMORY_FILE
+    if not (meta_file.is_file() and memory.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if settings["teacher_weights"] is None or any(meta.get(k) != v for k, v in settings.items()):
+        return None
+    log.info("%s is finished (a memory built with these settings); nothing to do", workdir)
+    return {"stage": "memory", **meta, "path": str(memory)}
 
 
 def load_memory(
