@@ -33,7 +33,7 @@ _CONFIG_ARG = {"tinybert": "{task},one_stage"}
 
 
 def method_terms(method: str, task: str):
-    from fsd_jax.objective import parse_terms
+    from fsd_jax.terms import parse_terms
 
     arg = _CONFIG_ARG.get(method, "{task}").format(task=task)
     cfg = importlib.import_module(f"configs.distill.{method}").get_config(arg)
@@ -54,14 +54,18 @@ def build_step(
     """``[step, state, step_args]`` for ``method``: the same sharded step ``train.py`` runs
     (with ``teacher_cache``, the step that reads the teacher's outputs from the batch)."""
     from fsd_jax.losses import memory_gram
-    from fsd_jax.objective import init_objective_state, make_distill_objective, needs_memory
+    from fsd_jax.objective import init_objective_state, make_distill_objective
+    from fsd_jax.terms import needs_memory
     from fsd_jax.train.optim import make_optimizer
     from fsd_jax.train.sharding import Sharder
     from fsd_jax.train.state import TrainState
     from fsd_jax.train.step import make_train_step
 
     terms, cfg = method_terms(method, task)
-    objective = make_distill_objective(student, teacher, terms, teacher_cache=teacher_cache)
+    from fsd_jax.teacher_cache import cached_teacher
+
+    outputs = cached_teacher(terms, teacher.config, student.config) if teacher_cache else None
+    objective = make_distill_objective(student, teacher, terms, teacher_outputs=outputs)
     t_args = {} if teacher_cache else teacher_params
     extra, aux = init_objective_state(terms, teacher.config, student.config, seq_len, seed=0)
     # the step donates its state: give each method its own copy of the student

@@ -226,9 +226,9 @@ def bench_steps(models, methods, batches, steps: int) -> dict:
 def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dict:
     """Step time with the teacher's outputs read from a cache vs the live teacher, side by
     side (the cache's one-off build, a teacher pass over the training set, is not included)."""
-    from fsd_jax.objective import cached_teacher_layers
+    from fsd_jax.models import model_inputs
     from fsd_jax.teacher_cache import LOGITS, hidden_key
-    from fsd_jax.train.step import model_inputs
+    from fsd_jax.terms import cached_teacher_layers
 
     t, tp, s, sp, _ = models
     n = batches[0]["input_ids"].shape[1]

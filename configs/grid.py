@@ -14,6 +14,8 @@ finished is never run again. ``grid.teacher_search`` (fields of ``config.train``
 values) fine-tunes one teacher per combination and keeps the best dev score.
 """
 
+from pathlib import Path
+
 from ml_collections import ConfigDict
 
 SHORT_BUCKETS = "24,32,40,48,64,80,96,112,128"
@@ -26,6 +28,8 @@ def get_config(arg=None):
     c.progress = True
     c.grid = ConfigDict(
         {
+            # where the runs' configs are read from (finetune.py, memory.py, distill/<method>.py)
+            "configs_dir": str(Path(__file__).resolve().parent),
             "tasks": "rte,mrpc,cola,wnli",
             "methods": METHODS,
             "seeds": "0,1,2",

@@ -27,8 +27,7 @@ import numpy as np
 
 from fsd_jax.cka import MinibatchCKA, centered_gram, linear_cka
 from fsd_jax.data import Encoded, iterate_batches
-from fsd_jax.models import BertForSequenceClassification
-from fsd_jax.train.step import model_inputs
+from fsd_jax.models import BertForSequenceClassification, model_inputs
 
 # 2: undefined restoration precision/recall/F1 are null (format 1 wrote 0), plus "agreement"
 ANALYSIS_FORMAT = 2

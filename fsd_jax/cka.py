@@ -332,8 +332,9 @@ def rbf_cka(
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     _check_pair(x, y, mask)
-    opts = {"kernel": "rbf", "sigma": sigma, "unbiased": unbiased}
-    return cka_from_grams(centered_gram(x, mask, **opts), centered_gram(y, mask, **opts))
+    kx = centered_gram(x, mask, kernel="rbf", sigma=sigma, unbiased=unbiased)
+    ky = centered_gram(y, mask, kernel="rbf", sigma=sigma, unbiased=unbiased)
+    return cka_from_grams(kx, ky)
 
 
 # ------------------------------------------------------------------ minibatch CKA

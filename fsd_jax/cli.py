@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 # Errors a user can fix (bad data, config, paths); anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
@@ -50,9 +54,6 @@ def check_config_flag(argv: list[str], flag: str = "config", listing: str | None
     Loads the file and calls ``get_config`` the way ml_collections will, so that a missing file
     or an argument ``get_config`` rejects (an unknown task or variant) is reported in one line.
     """
-    import importlib.util
-    from pathlib import Path
-
     spec = None
     for i, a in enumerate(argv):
         if a.startswith(f"--{flag}="):
@@ -70,10 +71,25 @@ def check_config_flag(argv: list[str], flag: str = "config", listing: str | None
         print(f"error: --{flag} {path}: no such file{extra}", file=sys.stderr)
         sys.exit(2)
     try:
-        module_spec = importlib.util.spec_from_file_location("_checked_config", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        module.get_config(*([arg] if arg else []))
+        load_config(path, arg or None)
     except USER_ERRORS as e:
         print(f"error: --{flag} {spec}: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def load_config(path: str | Path, arg: str | None = None) -> Any:
+    """``get_config(arg)`` of a config file, loaded by path as ``--config file.py:arg`` loads it.
+
+    The grid builds its runs' configs this way from ``grid.configs_dir``, so the library never
+    imports the ``configs`` directory as a package.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    name = "_fsd_jax_config_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ValueError(f"{path}: not a Python config file")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(*([arg] if arg else []))

@@ -20,7 +20,6 @@ counts as done even when the workdir is gone (another machine goes on from commi
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import logging
@@ -32,6 +31,7 @@ from typing import Any
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
+from fsd_jax.cli import load_config
 from fsd_jax.grid_records import GridRecords
 from fsd_jax.grid_report import aggregate, aggregate_analyses, seed_dirs, write_report
 
@@ -73,17 +73,29 @@ def _split(value: Any) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
+def _stage_config(grid: ConfigDict, file: str, arg: str) -> ConfigDict:
+    """``get_config(arg)`` of ``grid.configs_dir/file`` (``finetune.py``, ``distill/pkd.py``)."""
+    root = grid.get("configs_dir")
+    if not root:
+        raise ValueError(
+            "grid.configs_dir: the directory holding finetune.py, memory.py and distill/ "
+            "(configs/grid.py sets it to its own directory)"
+        )
+    path = Path(root) / file
+    if not path.is_file():
+        listing = sorted(p.stem for p in (Path(root) / "distill").glob("[!_]*.py"))
+        raise ValueError(f"grid: no config {path} (methods in distill/: {', '.join(listing)})")
+    return load_config(path, arg)
+
+
 def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path) -> ConfigDict:
     """The config of one cell: the method's config for ``task`` with the grid's overrides."""
-    from configs import finetune
-
     if spec == NO_KD:
-        c = finetune.get_config(task)
+        c = _stage_config(grid, "finetune.py", task)
         c.model.layers = grid.student_layers
     else:
         file, variants = _parse_spec(spec)
-        module = importlib.import_module(f"configs.distill.{file}")
-        c = module.get_config(",".join([task, *variants]))
+        c = _stage_config(grid, f"distill/{file}.py", ",".join([task, *variants]))
         c.teacher = str(teacher)
         c.model.layers = grid.student_layers
     c.seed = seed
@@ -104,8 +116,7 @@ def _common(config: ConfigDict, grid: ConfigDict, task: str) -> ConfigDict:
 
 def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     """Run every missing cell of ``config.grid`` under ``workdir``; return :func:`aggregate`."""
-    from configs import memory
-    from fsd_jax.objective import needs_memory, parse_terms
+    from fsd_jax.terms import needs_memory, parse_terms
     from fsd_jax.train.distill import run_distill
     from fsd_jax.train.finetune import run_finetune
     from fsd_jax.train.teacher_memory import run_memory
@@ -161,7 +172,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     if (mem / "memory.json").is_file():
                         _check_teacher(mem / "memory.json", teacher)
                     if not (mem / "memory.npz").is_file():
-                        mc = _common(memory.get_config(task), g, task)
+                        mc = _common(_stage_config(g, "memory.py", task), g, task)
                         _apply(mc, g.get("memory"))
                         mc.teacher, mc.progress = str(teacher), False
                         run_memory(mc, mem)
@@ -208,7 +219,8 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
 def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]:
     """``{"learning_rate": "3e-5,1e-4", "num_epochs": "3"}`` → one dict per combination
     (fields of ``config.train``, values as strings, in the given order)."""
-    keys = list(search or {})
+    search = search or {}
+    keys = list(search)
     grids = [_split(search[k]) for k in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
 
@@ -237,11 +249,10 @@ def _teacher(
     a function that fine-tunes the chosen teacher again if only its record is left (called
     when a cell needs the teacher itself). None: out of time before every candidate ran (the
     finished ones are recorded)."""
-    from configs import finetune
     from fsd_jax.train.finetune import run_finetune
 
     def config(train: Mapping[str, str]) -> ConfigDict:
-        tc = _common(finetune.get_config(task), g, task)
+        tc = _common(_stage_config(g, "finetune.py", task), g, task)
         _apply(tc, g.get("teacher"))
         _apply(tc, (g.get("teacher_per_task") or {}).get(task))
         for k, v in train.items():

@@ -52,9 +52,10 @@ class GridRecords:
         record, replacing what was there."""
         if self.root is None:
             return
+        record = self.root / self.relative(run)
         for name in ("results.json", "analysis/analysis.json"):
             if (run / name).is_file():
-                self.write(self.where(run) / name, json.loads((run / name).read_text()))
+                self.write(record / name, json.loads((run / name).read_text()))
 
     def save_teacher(self, run: Path) -> None:
         """Record a fine-tuned teacher. One fine-tuned again (its workdir was lost) must give

@@ -240,8 +240,9 @@ def write_report(
         if expected and expected.get("seeds"):
             lines += ["", f"Planned: {expected['seeds']} seed(s) per method."]
         lines.append("")
-        if (teacher_search or {}).get(task):
-            lines += _teacher_search_lines(teacher_search[task])
+        search = (teacher_search or {}).get(task)
+        if search:
+            lines += _teacher_search_lines(search)
         a_rows = (analyses or {}).get(task)
         if a_rows:
             lines += [f"### {task}: analyses against the teacher (dev)", ""]
@@ -249,8 +250,9 @@ def write_report(
             for method, r in a_rows.items():
                 for k, (mean, std, count) in r.items():
                     rows_csv.append([task, method, k, mean, std, count])
-        if (heatmaps or {}).get(task):
-            png = _plot_heatmaps(heatmaps[task], out / f"cka_{task}.png", task)
+        task_heatmaps = (heatmaps or {}).get(task)
+        if task_heatmaps:
+            png = _plot_heatmaps(task_heatmaps, out / f"cka_{task}.png", task)
             plots[f"cka_{task}"] = png
             lines += [f"![CKA heat maps, {task}]({png.name})", ""]
     lines += ["![dev scores](results.png)", ""]

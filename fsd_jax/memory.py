@@ -190,7 +190,9 @@ class StreamingLloyd:
             jnp.full((k,), -1.0),
         )
 
-    def add(self, feats: jax.Array, weights: jax.Array | None = None) -> None:
+    def add(
+        self, feats: jax.Array | np.ndarray, weights: jax.Array | np.ndarray | None = None
+    ) -> None:
         if weights is None:
             weights = jnp.ones((feats.shape[0],), jnp.float32)
         self._state = _accumulate(self._state, self.centroids, feats, weights)

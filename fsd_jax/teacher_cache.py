@@ -26,14 +26,15 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fsd_jax.data import Encoded, iterate_batches
-from fsd_jax.models import BertForSequenceClassification, BertOutput
-from fsd_jax.train.step import model_inputs
+from fsd_jax.models import BertConfig, BertForSequenceClassification, BertOutput, model_inputs
+from fsd_jax.terms import Term, cached_teacher_layers
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def build_teacher_cache(
         for i, h in new.items():
             hidden[i] = h
             _save(entry, f"hidden_{i}", h)
-        if entry is not None and store_max_bytes is not None:
+        if entry is not None and store is not None and store_max_bytes is not None:
             _evict(Path(store), store_max_bytes, keep=entry)
     cache = TeacherCache(logits, {i: hidden[i] for i in layers}, offsets)
     log.info(
@@ -217,4 +218,18 @@ def cached_output(batch: Mapping[str, jax.Array], num_layers: int) -> BertOutput
     """A teacher :class:`BertOutput` read from a batch that :meth:`TeacherCache.add_to_batch`
     filled: hidden states the cache lacks are None (no cacheable term reads them)."""
     hidden = tuple(batch.get(hidden_key(i)) for i in range(num_layers + 1))
-    return BertOutput(batch[LOGITS], None, hidden, None)
+    return BertOutput(batch[LOGITS], None, cast(tuple[jax.Array, ...], hidden), None)
+
+
+def cached_teacher(
+    terms: tuple[Term, ...], teacher: BertConfig, student: BertConfig
+) -> Callable[[object, Mapping[str, jax.Array]], BertOutput]:
+    """``teacher_outputs`` for :func:`fsd_jax.objective.make_distill_objective` that reads the
+    teacher's outputs from the batch instead of running it (the teacher parameters go unused);
+    ValueError naming the term when one of ``terms`` cannot use a cache."""
+    cached_teacher_layers(terms, teacher, student)
+
+    def teacher_outputs(teacher_params: object, batch: Mapping[str, jax.Array]) -> BertOutput:
+        return cached_output(batch, teacher.num_hidden_layers)
+
+    return teacher_outputs

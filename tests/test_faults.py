@@ -162,7 +162,7 @@ def _bad_inputs(tmp_path):
     from fsd_jax.mapping import layer_mapping
     from fsd_jax.models import BertConfig
     from fsd_jax.models.surgery import narrow, resolve_layers
-    from fsd_jax.objective import parse_terms
+    from fsd_jax.terms import parse_terms
     from fsd_jax.train.optim import make_optimizer
     from fsd_jax.train.run import dtype_of, parse_layers
     from fsd_jax.train.sharding import Sharder

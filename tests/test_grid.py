@@ -352,6 +352,23 @@ def test_method_specs_and_overrides(tmp_path):
         grid_lib.cell_config(g, "rte", "vkd", 0, Path("/t"))
 
 
+def test_cell_configs_come_from_the_grids_configs_dir_from_any_directory(tmp_path, monkeypatch):
+    import pytest
+
+    from configs import grid
+
+    g = grid.get_config().grid
+    monkeypatch.chdir(tmp_path)  # not the checkout: the files are found through configs_dir
+    c = grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
+    assert c.stage == "distill" and "pkd" in c.objective
+    g.configs_dir = str(tmp_path)
+    with pytest.raises(ValueError, match=r"grid: no config .*distill/pkd.py"):
+        grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
+    g.configs_dir = ""
+    with pytest.raises(ValueError, match="grid.configs_dir"):
+        grid_lib.cell_config(g, "rte", "nokd", 0, tmp_path)
+
+
 def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
     g = ConfigDict(
         {"teacher_search": {"learning_rate": "1e-5,2e-5"}, "teacher_search_tasks": "rte"}

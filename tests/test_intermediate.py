@@ -11,7 +11,7 @@ from scipy.optimize import linprog
 
 from fsd_jax import losses
 from fsd_jax.mapping import layer_mapping
-from fsd_jax.models.bert import MASK_BIAS
+from fsd_jax.masking import MASK_BIAS
 
 RNG = np.random.default_rng(0)
 

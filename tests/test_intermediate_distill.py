@@ -14,7 +14,8 @@ from conftest import tiny_finetune_config
 
 from fsd_jax import losses
 from fsd_jax.models import BertForSequenceClassification, init_params, load_pretrained
-from fsd_jax.objective import init_objective_state, make_distill_objective, parse_terms
+from fsd_jax.objective import init_objective_state, make_distill_objective
+from fsd_jax.terms import parse_terms
 from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.distill import run_distill
 
@@ -71,7 +72,7 @@ def test_tinybert_terms_read_the_mapped_layers_through_w_h(tiny_config):
     objective = make_distill_objective(student, teacher, terms)
     batch = _batch()
     params = {"student": sp, **extra}
-    loss, m = objective(params, batch, jax.random.key(0), tp)
+    loss, (m, _) = objective(params, batch, jax.random.key(0), tp)
     t, s = _outputs(teacher, tp, student, sp, batch)
     mask, w = batch["attention_mask"], batch["weights"]
     proj = lambda h: h @ extra["proj"]["kernel"] + extra["proj"]["bias"]  # noqa: E731
@@ -106,7 +107,6 @@ def test_emd_term_is_sum_of_flow_times_cost_and_updates_weights(tiny_config):
     assert not extra  # equal widths: no W_h unless projection="always"
     np.testing.assert_allclose(aux["emd"]["att_teacher"], np.full(4, 0.25))
     objective = make_distill_objective(student, teacher, terms)
-    assert objective.stateful
     batch = _batch()
     _, (m, new_aux) = jax.jit(objective)({"student": sp}, batch, jax.random.key(0), tp, aux=aux)
     t, s = _outputs(teacher, tp, student, sp, batch)

@@ -12,7 +12,8 @@ from conftest import tiny_finetune_config
 
 from fsd_jax import losses
 from fsd_jax.models import BertForSequenceClassification, init_params
-from fsd_jax.objective import make_distill_objective, parse_terms, weights_from_reference
+from fsd_jax.objective import make_distill_objective
+from fsd_jax.terms import parse_terms, weights_from_reference
 from fsd_jax.train.distill import run_distill
 
 METHODS = ["vkd", "pkd", "rkd", "minilm", "fsd_i", "fsd_l", "fsd_il"]
@@ -30,16 +31,49 @@ def test_parse_terms_validates():
         parse_terms({"ce": {}})
 
 
-def test_reference_weight_converter():
-    w = weights_from_reference(epsilon=0.1, sigma=0.4, gamma=0.25, beta=0.5)
-    assert w == pytest.approx(
-        {
-            "fsd_intra": 0.1 * 0.6 * 0.25 / 2,
-            "fsd_local": 0.1 * 0.6 * 0.75 / 2,
-            "fsd_global": 0.04,
-            "gamma_m": 0.5,
-        }
+def test_reference_weights_give_the_reference_scripts_loss(tiny_config):
+    """The (ε, σ, γ, β) converter's output parses as an objective whose loss is the FSD (ILG)
+    script's L = α·CE + (1−α)·KD + ε·[σ·L_G + (1−σ)·½·(γ·L_I + (1−γ)·L_L)], γ_m = β."""
+    eps, sigma, gamma, beta, alpha = 0.1, 0.4, 0.25, 0.7, 0.3
+    config = {
+        "ce": {"weight": alpha},
+        "kd": {"weight": 1 - alpha, "temperature": 2.0},
+        **weights_from_reference(epsilon=eps, sigma=sigma, gamma=gamma, beta=beta),
+    }
+    terms = parse_terms(config)
+    assert [t.name for t in terms] == ["ce", "kd", "fsd_intra", "fsd_local", "fsd_g"]
+    teacher, tp, student, sp = _models(tiny_config)
+    objective = make_distill_objective(student, teacher, terms)
+    batch, key = _batch(), jax.random.key(0)
+    t_mem = jax.random.normal(jax.random.key(3), (3, 9, tiny_config.hidden_size))
+    s_mem = jax.random.normal(jax.random.key(4), (3, 9, tiny_config.hidden_size))
+    loss, (m, _) = objective({"student": sp, "memory": s_mem}, batch, key, tp, t_mem)
+    reference = alpha * m["ce"] + (1 - alpha) * m["kd"]
+    reference += eps * (
+        sigma * m["fsd_g"]
+        + (1 - sigma) * 0.5 * (gamma * m["fsd_intra"] + (1 - gamma) * m["fsd_local"])
     )
+    assert float(loss) == pytest.approx(float(reference), rel=1e-6)
+    # γ_m reached the global term: its value is fsd_global_terms(..., gamma_m=β)
+    t_out = teacher.apply({"params": tp}, batch["input_ids"], batch["attention_mask"])
+    s_out = student.apply(
+        {"params": sp},
+        batch["input_ids"],
+        batch["attention_mask"],
+        deterministic=False,
+        rngs={"dropout": key},
+    )
+    args = (t_out.hidden_states[-2], s_out.hidden_states[-2], t_mem, s_mem)
+    mask, w = batch["attention_mask"], batch["weights"]
+    want = losses.fsd_global_terms(*args, mask, w, gamma_m=beta)["total"]
+    other = losses.fsd_global_terms(*args, mask, w, gamma_m=0.0)["total"]
+    assert float(m["fsd_g"]) == pytest.approx(float(want), rel=1e-5)
+    assert abs(float(want) - float(other)) > 1e-3 * abs(float(want))
+    # σ = 0 is FSD-IL: no global term, so no memory needed
+    assert set(weights_from_reference(epsilon=60.0, sigma=0.0, gamma=0.5, beta=0.0)) == {
+        "fsd_intra",
+        "fsd_local",
+    }
 
 
 def _models(tiny_config):
@@ -74,7 +108,7 @@ def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config)
     )
     objective = make_distill_objective(student, teacher, terms)
     batch = _batch()
-    loss, m = objective({"student": sp}, batch, jax.random.key(0), tp)
+    loss, (m, _) = objective({"student": sp}, batch, jax.random.key(0), tp)
     expected = (
         0.3 * m["ce"]
         + 0.7 * m["kd"]
@@ -127,7 +161,7 @@ def test_layer_errors_name_the_option(tiny_config, terms, message):
 def test_method_configs_list_every_option_of_their_terms():
     """So that each option can be set from the command line (config_flags refuses new keys)."""
 
-    from fsd_jax.objective import TERMS
+    from fsd_jax.terms import TERMS
 
     for name in ("vkd", "pkd", "rkd", "minilm", "fsd_ilg", "tinybert", "bert_emd", "lad"):
         c = importlib.import_module(f"configs.distill.{name}").get_config("rte")

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fsd_jax.models import BertConfig, BertForSequenceClassification, init_params
-from fsd_jax.objective import make_distill_objective, parse_terms
+from fsd_jax.objective import make_distill_objective
+from fsd_jax.terms import parse_terms
 from fsd_jax.train.optim import make_optimizer
 from fsd_jax.train.sharding import Sharder
 from fsd_jax.train.state import TrainState

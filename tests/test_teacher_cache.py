@@ -13,11 +13,11 @@ from conftest import tiny_finetune_config
 
 from fsd_jax.data import Encoded, iterate_batches
 from fsd_jax.data.batching import bucket_padding
-from fsd_jax.models import BertForSequenceClassification, init_params
-from fsd_jax.objective import cached_teacher_layers, make_distill_objective, parse_terms
-from fsd_jax.teacher_cache import build_teacher_cache, hidden_key
+from fsd_jax.models import BertForSequenceClassification, init_params, model_inputs
+from fsd_jax.objective import make_distill_objective
+from fsd_jax.teacher_cache import build_teacher_cache, cached_teacher, hidden_key
+from fsd_jax.terms import cached_teacher_layers, parse_terms
 from fsd_jax.train.distill import run_distill
-from fsd_jax.train.step import model_inputs
 
 
 def _data(n=11, vocab=120, seed=0) -> Encoded:
@@ -75,7 +75,12 @@ def test_objective_with_the_cache_matches_the_live_teacher(tiny_config, terms):
     teacher, t_params, student, s_params = _models(tiny_config)
     parsed = parse_terms(terms)
     live = make_distill_objective(student, teacher, parsed)
-    cached = make_distill_objective(student, teacher, parsed, teacher_cache=True)
+    cached = make_distill_objective(
+        student,
+        teacher,
+        parsed,
+        teacher_outputs=cached_teacher(parsed, teacher.config, student.config),
+    )
     data = _data()
     layers = cached_teacher_layers(parsed, teacher.config, student.config)
     cache = build_teacher_cache(teacher, t_params, data, layers, batch_size=8, seq_len=24)
@@ -83,8 +88,8 @@ def test_objective_with_the_cache_matches_the_live_teacher(tiny_config, terms):
     params = {"student": s_params}
     for batch in iterate_batches(data, 6, 24, shuffle=True, pad_to=bucket_padding("12", 24)):
         with_cache = cache.add_to_batch(batch)
-        (l0, m0), g0 = jax.value_and_grad(live, has_aux=True)(params, batch, key, t_params)
-        (l1, m1), g1 = jax.value_and_grad(cached, has_aux=True)(params, with_cache, key, {})
+        (l0, (m0, _)), g0 = jax.value_and_grad(live, has_aux=True)(params, batch, key, t_params)
+        (l1, (m1, _)), g1 = jax.value_and_grad(cached, has_aux=True)(params, with_cache, key, {})
         np.testing.assert_allclose(l1, l0, rtol=2e-5, atol=1e-6)
         for k in m0:
             np.testing.assert_allclose(m1[k], m0[k], rtol=2e-5, atol=1e-6)
@@ -103,7 +108,7 @@ def test_objective_with_the_cache_matches_the_live_teacher(tiny_config, terms):
 def test_uncacheable_terms_are_named(tiny_config, terms, message):
     teacher, _, student, _ = _models(tiny_config)
     with pytest.raises(ValueError, match=message):
-        make_distill_objective(student, teacher, parse_terms(terms), teacher_cache=True)
+        cached_teacher(parse_terms(terms), teacher.config, student.config)
 
 
 def test_pkd_and_penultimate_layers(tiny_config):

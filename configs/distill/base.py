@@ -8,7 +8,7 @@ Each method file adds its terms; the student is the first half of the pre-traine
 from ml_collections import ConfigDict, config_dict
 
 from configs import finetune
-from fsd_jax.objective import with_defaults
+from fsd_jax.terms import with_defaults
 
 ALPHA = 0.5
 TEMPERATURE = 5.0

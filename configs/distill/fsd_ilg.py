@@ -1,6 +1,6 @@
 """FSD (ILG): VKD + γ_i·L_I + γ_l·L_L + γ_g·L_G with γ_i = γ_l = 15 (as FSD-IL), γ_g = 1e-3 and
 γ_m = 0.5 (METHODS.md §2.6; why γ_g is small: see ``fsd_g.py``). Users of the reference script's
-(ε, σ, γ, β) get explicit weights from ``fsd_jax.objective.weights_from_reference``.
+(ε, σ, γ, β) get explicit weights from ``fsd_jax.terms.weights_from_reference``.
 
     python train.py --config configs/distill/fsd_ilg.py:rte --workdir runs/rte/fsd_ilg \
         --config.teacher runs/rte/teacher --config.teacher_memory runs/rte/memory \

@@ -22,7 +22,7 @@ model is reported (the reference keeps the best dev checkpoint, METHODS.md §9 i
 from ml_collections import ConfigDict
 
 from configs.distill.base import get_base
-from fsd_jax.objective import with_defaults
+from fsd_jax.terms import with_defaults
 
 VARIANTS = ("kl", "random", "mean", "reweighted", "one_stage")
 

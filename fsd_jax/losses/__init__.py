@@ -22,7 +22,7 @@ from fsd_jax.losses.intermediate import (
     soft_cross_entropy,
 )
 from fsd_jax.losses.lad import init_lad_gates, lad_aggregate
-from fsd_jax.losses.logits import cross_entropy, kd, mse, weighted_mean
+from fsd_jax.losses.logits import cross_entropy, kd, label_loss, mse, weighted_mean
 from fsd_jax.losses.patient import pkd, pkd_teacher_layers
 from fsd_jax.losses.relational import (
     angle_potential,
@@ -48,6 +48,7 @@ __all__ = [
     "hidden_mse",
     "init_lad_gates",
     "kd",
+    "label_loss",
     "lad_aggregate",
     "memory_gram",
     "minilm",

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 
 from fsd_jax.losses.logits import weighted_mean
-from fsd_jax.models.bert import MASK_BIAS
+from fsd_jax.masking import key_mask_bias
 
 
 def _row_kl(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
-    """KL(softmax(t) ‖ softmax(s)) along the last axis; masked keys carry MASK_BIAS in both."""
+    """KL(softmax(t) ‖ softmax(s)) along the last axis; masked keys carry the mask bias in both."""
     log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
     log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
     return (jnp.exp(log_pt) * (log_pt - log_ps)).sum(-1)
@@ -27,7 +27,7 @@ def value_relation_logits(values: jax.Array, mask: jax.Array | None) -> jax.Arra
     v = values.astype(jnp.float32)
     logits = jnp.einsum("bhqd,bhkd->bhqk", v, v) / math.sqrt(v.shape[-1])
     if mask is not None:
-        logits = logits + (1.0 - mask[:, None, None, :].astype(jnp.float32)) * MASK_BIAS
+        logits = logits + key_mask_bias(mask)
     return logits
 
 

@@ -41,6 +41,13 @@ def mse(predictions: jax.Array, targets: jax.Array, weights: jax.Array | None = 
     return weighted_mean(((p - t) ** 2).mean(-1), weights)
 
 
+def label_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """The supervised loss of a head: MSE for a one-output (regression) head, else cross-entropy."""
+    if logits.shape[-1] == 1:
+        return mse(logits, labels, weights)
+    return cross_entropy(logits, labels, weights)
+
+
 def kd(
     student_logits: jax.Array,
     teacher_logits: jax.Array,

@@ -5,6 +5,7 @@ from fsd_jax.models.bert import (
     BertForSequenceClassification,
     BertOutput,
     init_params,
+    model_inputs,
 )
 from fsd_jax.models.config import BertConfig
 from fsd_jax.models.hf import (
@@ -23,6 +24,7 @@ __all__ = [
     "init_params",
     "load_pretrained",
     "load_tokenizer",
+    "model_inputs",
     "resolve_checkpoint_dir",
     "resolve_layers",
     "save_pretrained",

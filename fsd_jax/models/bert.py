@@ -18,13 +18,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from fsd_jax.masking import key_mask_bias
 from fsd_jax.models.config import BertConfig
 
-# Original BERT's additive key mask. Finite, so an all-padding row still gives a finite
-# (uniform) softmax, and TinyBERT's "score <= -100 means masked" convention holds.
-MASK_BIAS = -10000.0
-
 Dtype = Any
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_inputs(batch: Any) -> dict[str, jax.Array]:
+    """The keyword arguments of :class:`BertForSequenceClassification` taken from a batch dict."""
+    return {k: batch[k] for k in MODEL_INPUTS}
 
 
 @struct.dataclass
@@ -54,7 +57,7 @@ class BertOutput:
     """
 
     logits: jax.Array
-    pooled_output: jax.Array
+    pooled_output: jax.Array | None  # None in outputs read from a teacher cache
     hidden_states: tuple[jax.Array, ...]
     attentions: AttentionIntermediates | None = None
 
@@ -228,7 +231,7 @@ class BertModel(_Module):
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         position_ids = jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
-        mask_bias = (1.0 - attention_mask[:, None, None, :].astype(jnp.float32)) * MASK_BIAS
+        mask_bias = key_mask_bias(attention_mask)
 
         h = BertEmbeddings(cfg, self.dtype, self.param_dtype, name="embeddings")(
             input_ids, token_type_ids, position_ids, deterministic

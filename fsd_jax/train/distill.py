@@ -18,14 +18,9 @@ from fsd_jax import losses
 from fsd_jax.cache import teacher_outputs_store
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
-from fsd_jax.objective import (
-    cached_teacher_layers,
-    init_objective_state,
-    make_distill_objective,
-    needs_memory,
-    parse_terms,
-)
-from fsd_jax.teacher_cache import build_teacher_cache
+from fsd_jax.objective import init_objective_state, make_distill_objective
+from fsd_jax.teacher_cache import build_teacher_cache, cached_teacher
+from fsd_jax.terms import cached_teacher_layers, needs_memory, parse_terms
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
 
@@ -73,7 +68,8 @@ def run_distill(
             f"student's ({student.config.vocab_size}): they must share a tokenizer"
         )
     use_cache, cache_layers = _teacher_cache_plan(config, terms, teacher, student)
-    objective = make_distill_objective(student, teacher, terms, teacher_cache=use_cache)
+    teacher_outputs = cached_teacher(terms, teacher.config, student.config) if use_cache else None
+    objective = make_distill_objective(student, teacher, terms, teacher_outputs=teacher_outputs)
     extra_params, aux = init_objective_state(
         terms, teacher.config, student.config, int(config.data.max_seq_length), config.seed
     )
@@ -135,8 +131,8 @@ def run_distill(
         key = jax.random.fold_in(jax.random.key(config.seed), 1)
         shape = (k, n, student.config.hidden_size)
         params["memory"] = std * jax.random.normal(key, shape, jnp.float32)
-        centroids = jnp.asarray(centroids)
-        step_args = (*step_args, centroids, jax.jit(losses.memory_gram)(centroids))
+        on_device = jnp.asarray(centroids)
+        step_args = (*step_args, on_device, jax.jit(losses.memory_gram)(on_device))
         extra["teacher_memory"] = str(config.teacher_memory)
     return train_and_evaluate(
         config,

@@ -47,7 +47,7 @@ ADDED_SETTINGS = {"teacher_cache": "off"}
 def _with_term_defaults(fingerprint: dict) -> dict:
     """Objective options a config left out, filled with their defaults: a checkpoint written
     before the configs listed every option (or with an option added since) still resumes."""
-    from fsd_jax.objective import with_defaults
+    from fsd_jax.terms import with_defaults
 
     named = {
         k.split(".")[1] for k in fingerprint if k.startswith("objective.") and k.count(".") == 2

@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fsd_jax.objective import needs_memory, parse_terms
-from fsd_jax.train import stages
+from fsd_jax.terms import needs_memory, parse_terms
+from fsd_jax.train.distill import run_distill
+from fsd_jax.train.finetune import run_finetune
+from fsd_jax.train.teacher_memory import run_memory
 
 _QUICKSTART_ONLY = ("distill", "distill_methods", "student_layers", "teacher_train")
+_STAGES = {"finetune": run_finetune, "memory": run_memory, "distill": run_distill}
 
 
 def _sub_config(config: Any, stage: str = "finetune", **changes: Any) -> Any:
@@ -44,7 +47,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plan(config: Any, workdir: Path) -> list[tuple[str, str, Any]]:
+def _plan(config: Any, workdir: Path) -> list[tuple[str | None, str, Any]]:
     """(name, sub-directory, config) of every run, in order; name None = not a table row."""
     teacher = str(workdir / "teacher")
     student = {"model.layers": config.student_layers}
@@ -52,7 +55,7 @@ def _plan(config: Any, workdir: Path) -> list[tuple[str, str, Any]]:
     for m in methods:
         if m not in config.distill:
             raise ValueError(f"distill_methods: {m!r} has no objective in config.distill")
-    plan = [
+    plan: list[tuple[str | None, str, Any]] = [
         (
             "teacher (fine-tuned)",
             "teacher",
@@ -87,7 +90,7 @@ def run_quickstart(config: Any, workdir: str | Path) -> dict:
     rows, memory = [], None
     for name, sub_dir, sub in _plan(config, workdir):
         print(f"\n== {name or 'teacher memory (k-means)'}: {workdir / sub_dir}", flush=True)
-        res = stages.run(sub, workdir / sub_dir)
+        res = _STAGES[sub.stage](sub, workdir / sub_dir)
         if name is None:
             memory = res
             continue

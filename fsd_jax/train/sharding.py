@@ -23,6 +23,18 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
+class ShardedStep:
+    """``step(state, numpy_batch, *step_args)``: puts the batch on the mesh, then runs
+    ``jitted`` (kept as an attribute for compile counting and cost analysis)."""
+
+    def __init__(self, jitted: Any, put_batch: Callable[[Any], Any]):
+        self.jitted = jitted
+        self.put_batch = put_batch
+
+    def __call__(self, state: Any, batch: Any, *args: Any) -> Any:
+        return self.jitted(state, self.put_batch(batch), *args)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sharder:
     """Places state and batches on a ``("data", "model")`` mesh and jits steps over it."""
@@ -127,11 +139,7 @@ class Sharder:
             donate_argnums=0,
         )
 
-        def step(state, batch, *args):
-            return jitted(state, self.put_batch(batch), *args)
-
-        step.jitted = jitted  # for compile counting and cost analysis
-        return step
+        return ShardedStep(jitted, self.put_batch)
 
     def put_args(self, step_args: tuple) -> tuple:
         """Step constants (teacher parameters, teacher memory), replicated once up front."""

@@ -7,31 +7,25 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from fsd_jax.losses import cross_entropy, mse
-from fsd_jax.models import BertForSequenceClassification
+from fsd_jax.losses import label_loss
+from fsd_jax.models import BertForSequenceClassification, model_inputs
 
 Batch = Mapping[str, jax.Array]
-# objective(params, batch, dropout_key, *step_args) -> (loss, metrics): metrics are scalars to
-# log; step_args are constants of the step such as the teacher's parameters
+# objective(params, batch, dropout_key, *step_args, aux=state) -> (loss, (metrics, new_state)):
+# metrics are scalars to log; step_args are constants of the step such as the teacher's
+# parameters; state is what the objective carries from step to step (EMD's layer weights)
 Objective = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-
-
-def model_inputs(batch: Batch) -> dict[str, jax.Array]:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def supervised_objective(model: BertForSequenceClassification) -> Objective:
     """Cross-entropy with the gold label (MSE for a one-output regression head)."""
 
-    def objective(params, batch, key):
+    def objective(params, batch, key, *, aux=None):
         out = model.apply(
             {"params": params}, **model_inputs(batch), deterministic=False, rngs={"dropout": key}
         )
-        if model.config.is_regression:
-            loss = mse(out.logits, batch["labels"], batch["weights"])
-        else:
-            loss = cross_entropy(out.logits, batch["labels"], batch["weights"])
-        return loss, {"loss": loss, "ce": loss}
+        loss = label_loss(out.logits, batch["labels"], batch["weights"])
+        return loss, ({"loss": loss, "ce": loss}, aux or {})
 
     return objective
 
@@ -40,20 +34,14 @@ def make_train_step(objective: Objective) -> Callable:
     """``train_step(state, batch, *step_args) -> (state, metrics)``: one optimiser step.
 
     ``step_args`` (e.g. the teacher's parameters) are passed to the objective and get no
-    gradient. A ``stateful`` objective also gets ``aux=state.aux`` and returns
-    ``(loss, (metrics, new_aux))``; the new state is stored in the train state. Pure; jit it (the caller chooses shardings and buffer donation).
+    gradient; the objective gets ``aux=state.aux`` and its returned state is stored in the
+    train state. Pure; jit it (the caller chooses shardings and buffer donation).
     """
 
     def train_step(state, batch, *step_args):
         rng, key = jax.random.split(jax.random.wrap_key_data(state.rng))
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        aux = None
-        if getattr(objective, "stateful", False):
-            (_, (metrics, aux)), grads = grad_fn(
-                state.params, batch, key, *step_args, aux=state.aux
-            )
-        else:
-            (_, metrics), grads = grad_fn(state.params, batch, key, *step_args)
+        (_, (metrics, aux)), grads = grad_fn(state.params, batch, key, *step_args, aux=state.aux)
         metrics = dict(metrics)
         metrics["grad_norm"] = jnp.sqrt(
             sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads))

@@ -130,6 +130,7 @@ def build_teacher_memory(
                     writer[batch["index"][valid]] = bits[valid]
         lloyd.finish_pass()
         if writer is not None:  # the first pass filled the cache: read it from now on
+            assert cache is not None  # a writer exists only for a cache file
             writer.flush()
             del writer
             writer = None

@@ -1,0 +1,28 @@
+"""Terms on the logits: the label loss and Hinton et al.'s KD (VKD, METHODS.md §1)."""
+
+from __future__ import annotations
+
+import jax
+
+from fsd_jax import losses
+from fsd_jax.terms.spec import Context, TermSpec, no_layers
+
+
+def ce(ctx: Context, o: dict) -> jax.Array:
+    return losses.label_loss(ctx.student.logits, ctx.batch["labels"], ctx.weights)
+
+
+def kd(ctx: Context, o: dict) -> jax.Array:
+    return losses.kd(
+        ctx.student.logits,
+        ctx.teacher.logits,
+        o["temperature"],
+        ctx.weights,
+        faithful=o["faithful"],
+    )
+
+
+TERMS = {
+    "ce": TermSpec(ce, {}, needs_teacher=False, teacher_layers=no_layers),
+    "kd": TermSpec(kd, {"temperature": 1.0, "faithful": False}, teacher_layers=no_layers),
+}
