@@ -58,7 +58,8 @@ def print_report(out: dict) -> None:
         for k in ("vkd", "fsd_il"):
             print(
                 f"  {k:<7} jax {e['jax_' + k]:7.1f}  torch {e['torch_' + k]:7.1f}  "
-                f"ratio {out['torch']['jax_over_torch_' + k]:.3f}"
+                f"ratio {out['torch']['jax_over_torch_' + k]:.3f}   teacher cached: jax "
+                f"{e['jax_' + k + '_cached']:7.1f}  ratio {out['torch']['jax_cached_over_torch_' + k]:.3f}"
             )
     if "bucketing" in out:
         r = out["bucketing"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -223,32 +224,37 @@ def bench_steps(models, methods, batches, steps: int) -> dict:
     return {"rows": rows, "entries": entries}
 
 
-def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dict:
-    """Step time with the teacher's outputs read from a cache vs the live teacher, side by
-    side (the cache's one-off build, a teacher pass over the training set, is not included)."""
+def cached_entry(models, method: str, batches) -> tuple[list, list]:
+    """``method``'s step reading the teacher's outputs from the batch, and ``batches`` with
+    those outputs added (computed here, as the cache's one-off build would)."""
     from fsd_jax.models import model_inputs
     from fsd_jax.teacher_cache import LOGITS, hidden_key
     from fsd_jax.terms import cached_teacher_layers
 
     t, tp, s, sp, _ = models
     n = batches[0]["input_ids"].shape[1]
+    terms, _ = method_terms(method, "sst2")
+    layers = cached_teacher_layers(terms, t.config, s.config)
+    cached_batches = []
+    for batch in batches:
+        o = t.apply({"params": tp}, **model_inputs(batch))
+        extra = {LOGITS: np.asarray(o.logits, np.float32)}
+        extra.update({hidden_key(i): np.asarray(o.hidden_states[i], np.float32) for i in layers})
+        cached_batches.append({**batch, **extra})
+    entry = build_step(method, "sst2", t, tp, s, sp, n, teacher_cache=True)
+    return entry, _device_batches(cached_batches)
+
+
+def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dict:
+    """Step time with the teacher's outputs read from a cache vs the live teacher, side by
+    side (the cache's one-off build, a teacher pass over the training set, is not included)."""
     out: dict[str, Any] = {}
     for m in methods:
-        terms, _ = method_terms(m, "sst2")
-        layers = cached_teacher_layers(terms, t.config, s.config)
-        cached_batches = []
-        for batch in batches:
-            o = t.apply({"params": tp}, **model_inputs(batch))
-            extra = {LOGITS: np.asarray(o.logits, np.float32)}
-            extra.update(
-                {hidden_key(i): np.asarray(o.hidden_states[i], np.float32) for i in layers}
-            )
-            cached_batches.append({**batch, **extra})
-        entry = build_step(m, "sst2", t, tp, s, sp, n, teacher_cache=True)
+        entry, cached_batches = cached_entry(models, m, batches)
         times = time_interleaved(
             {
                 "live": jax_runner(live_entries[m], _device_batches(batches)),
-                "cached": jax_runner(entry, _device_batches(cached_batches)),
+                "cached": jax_runner(entry, cached_batches),
             },
             steps,
         )
@@ -264,7 +270,9 @@ def bench_cache(models, methods, batches, steps: int, live_entries: dict) -> dic
 # ------------------------------------------------------------------ (c) PyTorch eager
 def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
     """The JAX VKD and FSD-IL steps against the same steps in PyTorch eager at 1 and at 2
-    threads, interleaved; ratios against PyTorch at its faster thread count."""
+    threads, interleaved; ratios against PyTorch at its faster thread count. The JAX steps
+    with the teacher's outputs cached (which the PyTorch step does not have) run in the same
+    rounds and are reported beside the live ones."""
     import torch
 
     step = make_torch_step(models, FSD_IL_TERMS)
@@ -275,18 +283,21 @@ def bench_torch(models, batches, steps: int, jax_entries: dict) -> dict:
             runners[f"torch_{k}_{th}t"] = lambda i, fsd=fsd, th=th: step(
                 batches[i % len(batches)], fsd, th
             )
-    runners["jax_vkd"] = jax_runner(jax_entries["vkd"], dev)
-    runners["jax_fsd_il"] = jax_runner(jax_entries["fsd_il"], dev)
+    for k in ("vkd", "fsd_il"):
+        runners[f"jax_{k}"] = jax_runner(jax_entries[k], dev)
+        runners[f"jax_{k}_cached"] = jax_runner(*cached_entry(models, k, batches))
     times = time_interleaved(runners, steps)
     b = batches[0]["input_ids"].shape[0]
     eps = {k: b / median(v) for k, v in times.items()}
     best = {k: max(eps[f"torch_{k}_1t"], eps[f"torch_{k}_2t"]) for k in ("vkd", "fsd_il")}
-    return {
+    out: dict[str, Any] = {
         "torch": torch.__version__,
         "examples_per_s": {**eps, "torch_vkd": best["vkd"], "torch_fsd_il": best["fsd_il"]},
-        "jax_over_torch_vkd": eps["jax_vkd"] / best["vkd"],
-        "jax_over_torch_fsd_il": eps["jax_fsd_il"] / best["fsd_il"],
     }
+    for k in ("vkd", "fsd_il"):
+        out[f"jax_over_torch_{k}"] = eps[f"jax_{k}"] / best[k]
+        out[f"jax_cached_over_torch_{k}"] = eps[f"jax_{k}_cached"] / best[k]
+    return out
 
 
 # ------------------------------------------------------------------ (d) bucketing
@@ -410,6 +421,9 @@ def main(argv: list[str] | None = None) -> dict:
         cacheable = [m for m in ("vkd", "fsd_il", "fsd_ilg") if m in entries]
         out["cache"] = bench_cache(models, cacheable, batches, steps, entries)
     if "torch" in sections:
+        # only the compared steps' states stay alive (memory for the cached steps)
+        entries = {k: entries[k] for k in ("vkd", "fsd_il")}
+        gc.collect()
         try:
             out["torch"] = bench_torch(models, batches, steps, entries)
         except ImportError as e:
@@ -447,6 +461,12 @@ def main(argv: list[str] | None = None) -> dict:
         .get("cached_over_live_step_time"),
         "jax_over_torch_examples_per_s_vkd": out.get("torch", {}).get("jax_over_torch_vkd"),
         "jax_over_torch_examples_per_s_fsd_il": out.get("torch", {}).get("jax_over_torch_fsd_il"),
+        "jax_cached_over_torch_examples_per_s_vkd": out.get("torch", {}).get(
+            "jax_cached_over_torch_vkd"
+        ),
+        "jax_cached_over_torch_examples_per_s_fsd_il": out.get("torch", {}).get(
+            "jax_cached_over_torch_fsd_il"
+        ),
         "bucketing_speedup_sst2": out.get("bucketing", {}).get("speedup"),
         "mfu_vkd": out.get("mfu", {}).get("vkd", {}).get("mfu"),
     }

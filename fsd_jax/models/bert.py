@@ -20,6 +20,7 @@ from flax import struct
 
 from fsd_jax.masking import key_mask_bias
 from fsd_jax.models.config import BertConfig
+from fsd_jax.models.dropout import Dropout
 
 Dtype = Any
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -115,7 +116,7 @@ class BertEmbeddings(_Module):
             + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         )
         h = self.layer_norm()(h)
-        return nn.Dropout(cfg.hidden_dropout_prob)(h, deterministic=deterministic)
+        return Dropout(cfg.hidden_dropout_prob)(h, deterministic=deterministic)
 
 
 class BertSelfAttention(_Module):
@@ -134,7 +135,7 @@ class BertSelfAttention(_Module):
         scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32) / math.sqrt(dh)
         scores = scores + mask_bias
         probs = jax.nn.softmax(scores, axis=-1)
-        dropped = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        dropped = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         context = jnp.einsum("bhqk,bhkd->bhqd", dropped.astype(self.dtype), v)
         context = context.transpose(0, 2, 1, 3).reshape(b, n, cfg.hidden_size)
         return context, (scores, probs, q, k, v)
@@ -146,7 +147,7 @@ class _DenseResidualNorm(_Module):
     @nn.compact
     def __call__(self, x, residual, deterministic: bool):
         x = self.dense(self.config.hidden_size, "dense")(x)
-        x = nn.Dropout(self.config.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = Dropout(self.config.hidden_dropout_prob)(x, deterministic=deterministic)
         return self.layer_norm()(x + residual)
 
 
@@ -271,7 +272,7 @@ class BertForSequenceClassification(_Module):
             output_attentions=output_attentions,
         )
         rate = cfg.hidden_dropout_prob if cfg.classifier_dropout is None else cfg.classifier_dropout
-        x = nn.Dropout(rate)(pooled, deterministic=deterministic)
+        x = Dropout(rate)(pooled, deterministic=deterministic)
         logits = self.dense(cfg.num_labels, "classifier")(x).astype(jnp.float32)
         return BertOutput(logits, pooled, hidden, attentions)
 
