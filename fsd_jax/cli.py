@@ -6,10 +6,13 @@ import hashlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from fsd_jax.interrupt import Interrupted, Terminated, terminate_as_interrupt
 
 # Errors a user can fix (bad data, config, paths); anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
@@ -37,9 +40,26 @@ def setup() -> None:
 
 
 def run_cli(main: Callable[[], int | None], debug: bool = False) -> int:
-    """Call ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2."""
+    """Call ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2.
+
+    SIGINT and SIGTERM end in one line too (``fsd_jax.interrupt``): inside training, after a
+    checkpoint of the current step; elsewhere, with the last checkpoint as it was. The exit
+    status is 128 + the signal number.
+    """
+    terminate_as_interrupt()
     try:
         return main() or 0
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt as e:
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        print(
+            f"interrupted by {signum.name}: run the same command again to resume from the last "
+            "checkpoint (nothing was being trained)",
+            file=sys.stderr,
+        )
+        return 128 + signum
     except USER_ERRORS as e:
         if debug:
             raise

@@ -1,5 +1,5 @@
-"""Faults: a training process killed with SIGKILL at a random moment resumes to exactly the
-parameters of an uninterrupted run; a finished workdir run again is left as it is; a damaged
+"""Faults: a training process stopped by SIGINT, SIGTERM or SIGKILL at a random moment resumes to
+exactly the parameters of an uninterrupted run; a finished workdir run again is left as it is; a damaged
 newest checkpoint is replaced by the resumed run."""
 
 from __future__ import annotations
@@ -76,43 +76,74 @@ def _assert_finished_and_untouched(cmd: list[str], workdir: Path) -> None:
     assert not changed, f"a re-run of a finished workdir changed {changed}"
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_checkpoint, tmp_path):
-    rng = random.Random(os.getpid())
-    killed = tmp_path / "killed"
+def _start_and_signal(cmd: list[str], workdir: Path, after: int, signum: int, rng) -> tuple:
+    """Start ``cmd``, send ``signum`` once a checkpoint of step >= ``after`` exists."""
     proc = subprocess.Popen(
-        _cmd(tiny_checkpoint, killed, tmp_path / "cache"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    target = rng.choice([20, 40, 60])
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if any(s >= target for s in _checkpoint_steps(killed)):
+        if any(s >= after for s in _checkpoint_steps(workdir)):
             break
         time.sleep(0.05)
     time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside a later step or checkpoint write
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not (killed / "results.json").exists()
-    resumed = subprocess.run(
-        _cmd(tiny_checkpoint, killed, tmp_path / "cache"), cwd=ROOT, capture_output=True, text=True
-    )
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_signals_then_resume_match_an_uninterrupted_run(tiny_checkpoint, tmp_path):
+    """Ctrl-C (SIGINT) and SIGTERM checkpoint the current step and exit 130 / 143 with one line;
+    SIGKILL loses only the steps after the last checkpoint; each resume continues, and the
+    final parameters are those of a run never interrupted."""
+    rng = random.Random(os.getpid())
+    work, cache = tmp_path / "interrupted", tmp_path / "cache"
+    cmd = _cmd(tiny_checkpoint, work, cache)
+    for signum, after in ((signal.SIGINT, 20), (signal.SIGTERM, 60)):
+        code, err = _start_and_signal(cmd, work, after, signum, rng)
+        assert code == 128 + signum, err[-2000:]
+        assert "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        name = signal.Signals(signum).name
+        assert last.startswith(f"interrupted by {name} at step "), last
+        assert "run the same command again to resume" in last
+        stopped = int(last.split(" at step ")[1].split(":")[0])
+        assert stopped >= after and stopped in _checkpoint_steps(work)
+        assert not (work / "results.json").exists()
+    code, err = _start_and_signal(cmd, work, stopped + 20, signal.SIGKILL, rng)
+    assert code == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_after = max(_checkpoint_steps(work))
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    results = json.loads((killed / "results.json").read_text())
-    assert results["steps"] == 160 and results["steps_this_run"] <= 160 - target  # resumed
+    results = json.loads((work / "results.json").read_text())
+    assert results["steps"] == 160 and results["steps_this_run"] == 160 - killed_after
     whole = subprocess.run(
-        _cmd(tiny_checkpoint, tmp_path / "whole", tmp_path / "cache"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        _cmd(tiny_checkpoint, tmp_path / "whole", cache), cwd=ROOT, capture_output=True, text=True
     )
     assert whole.returncode == 0, whole.stderr[-2000:]
-    a = load_pretrained(killed)[1]
+    a = load_pretrained(work)[1]
     b = load_pretrained(tmp_path / "whole")[1]
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
     # the README's resume command once more, on the finished workdir
-    _assert_finished_and_untouched(_cmd(tiny_checkpoint, killed, tmp_path / "cache"), killed)
+    _assert_finished_and_untouched(cmd, work)
+
+
+def test_ctrl_c_outside_training_is_one_line(tmp_path):
+    """A signal while no step runs (as while data loads or a step compiles; here sent from
+    inside ``main``) leaves the last checkpoint as it was and says so in one line."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; from fsd_jax import cli; "
+        "sys.exit(cli.run_cli(lambda: os.kill(os.getpid(), signal.SIGTERM)))",
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code, err = res.returncode, res.stderr
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == [
+        "interrupted by SIGTERM: run the same command again to resume from the last checkpoint "
+        "(nothing was being trained)"
+    ]
 
 
 def test_a_damaged_newest_checkpoint_is_replaced_by_the_resumed_run(tiny_checkpoint, tmp_path):

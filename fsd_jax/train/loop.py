@@ -11,6 +11,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from fsd_jax.interrupt import Interrupted, stop_requests
 from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.state import TrainState
 from fsd_jax.train.writer import MetricWriter
@@ -26,6 +27,27 @@ class ConfigMismatchError(ValueError):
 
 class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite; nothing after the last good checkpoint is kept."""
+
+
+def _stop_at(
+    step: int,
+    state: TrainState,
+    sums: dict | None,
+    count: int,
+    checkpointer: Checkpointer,
+    fingerprint: dict,
+    signum: int,
+    bar: Any,
+) -> None:
+    """Checkpoint ``state`` at ``step`` (unless that step is saved already) and raise
+    :class:`Interrupted`."""
+    bar.close()
+    if step not in checkpointer.manager.all_steps():
+        if sums is not None:  # never checkpoint a diverged state
+            _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
+        checkpointer.save(step, state, {"fingerprint": fingerprint})
+    checkpointer.wait()
+    raise Interrupted(signum, step, checkpointer.directory)
 
 
 def _check_finite(window_loss: float, first: int, last: int, checkpointer: Checkpointer) -> None:
@@ -120,35 +142,38 @@ def fit(
     bar = tqdm(
         total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
     )
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        for batch in batches(epoch, offset):
-            state, metrics = train_step(state, batch, *step_args)
-            step += 1
-            if t_first is None:
-                jax.block_until_ready(state.step)
-                t_first = time.perf_counter()
-            else:
-                examples += float(batch["weights"].sum())
-            sums = metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
-            count += 1
-            bar.update(1)
-            if step % log_every == 0 or step == total_steps:
-                means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
-                _check_finite(means["loss"], step - count + 1, step, checkpointer)
-                means["epoch"] = step / steps_per_epoch
-                writer.write(step, means, prefix="train/")
-                last = means
-                bar.set_postfix(loss=f"{means['loss']:.4f}")
-                sums, count = None, 0
-            if step % checkpoint_every == 0 and step < total_steps:
-                if sums is not None:  # never checkpoint a diverged state
-                    _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
-                checkpointer.save(step, state, {"fingerprint": fingerprint})
-            if on_step is not None:
-                on_step(step)
-            if step >= total_steps:
-                break
+    with stop_requests() as stop:
+        while step < total_steps:
+            epoch, offset = divmod(step, steps_per_epoch)
+            for batch in batches(epoch, offset):
+                state, metrics = train_step(state, batch, *step_args)
+                step += 1
+                if t_first is None:
+                    jax.block_until_ready(state.step)
+                    t_first = time.perf_counter()
+                else:
+                    examples += float(batch["weights"].sum())
+                sums = metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
+                count += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total_steps:
+                    means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+                    _check_finite(means["loss"], step - count + 1, step, checkpointer)
+                    means["epoch"] = step / steps_per_epoch
+                    writer.write(step, means, prefix="train/")
+                    last = means
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    sums, count = None, 0
+                if step % checkpoint_every == 0 and step < total_steps:
+                    if sums is not None:  # never checkpoint a diverged state
+                        _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
+                    checkpointer.save(step, state, {"fingerprint": fingerprint})
+                if on_step is not None:
+                    on_step(step)
+                if stop and step < total_steps:
+                    _stop_at(step, state, sums, count, checkpointer, fingerprint, stop[0], bar)
+                if step >= total_steps:
+                    break
     if step > start:  # else the state came from the checkpoint of total_steps itself
         checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
     checkpointer.wait()
