@@ -57,5 +57,7 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     # a missing config file or a get_config() that rejects its argument is a one-line error,
     # not the traceback ml_collections prints while parsing flags
-    cli.check_config_flag(sys.argv, "config", "configs/distill")
+    sys.argv[:] = cli.check_config_flag(
+        sys.argv, "config", "configs/distill", "configs/finetune.py"
+    )
     sys.exit(app.run(main))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import logging
@@ -68,20 +69,28 @@ def run_cli(main: Callable[[], int | None], debug: bool = False) -> int:
         return 2
 
 
-def check_config_flag(argv: list[str], flag: str = "config", listing: str | None = None) -> None:
-    """Exit with ``error: ...`` (status 2) if ``--flag file.py[:arg]`` cannot give a config.
+def check_config_flag(
+    argv: list[str],
+    flag: str = "config",
+    listing: str | None = None,
+    default: str | None = None,
+) -> list[str]:
+    """Exit with ``error: ...`` (status 2) if ``--flag file.py[:arg]`` cannot give a config, or
+    if an override ``--flag.a.b`` names no option of it; returns ``argv`` with the space form of
+    boolean overrides (``--flag.export False``) joined as ml_collections needs it.
 
-    Loads the file and calls ``get_config`` the way ml_collections will, so that a missing file
-    or an argument ``get_config`` rejects (an unknown task or variant) is reported in one line.
+    Loads the file and calls ``get_config`` the way ml_collections will, so that a missing file,
+    an argument ``get_config`` rejects (an unknown task or variant) or a misspelt option is
+    reported in one line (with the closest option names) instead of a traceback.
     """
-    spec = None
+    spec = default
     for i, a in enumerate(argv):
         if a.startswith(f"--{flag}="):
             spec = a.split("=", 1)[1]
         elif a == f"--{flag}" and i + 1 < len(argv):
             spec = argv[i + 1]
     if spec is None:
-        return
+        return argv
     path, _, arg = spec.partition(":")
     if not Path(path).is_file():
         extra = ""
@@ -91,10 +100,68 @@ def check_config_flag(argv: list[str], flag: str = "config", listing: str | None
         print(f"error: --{flag} {path}: no such file{extra}", file=sys.stderr)
         sys.exit(2)
     try:
-        load_config(path, arg or None)
+        config = load_config(path, arg or None)
     except USER_ERRORS as e:
         print(f"error: --{flag} {spec}: {e}", file=sys.stderr)
         sys.exit(2)
+    try:
+        return check_overrides(argv, config, flag, spec)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _options(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Every option of ``config`` by dotted name (nested dicts too) with its value."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        out[name] = value
+        if hasattr(value, "items") and not isinstance(value, str):
+            out.update(_options(value, name + "."))
+    return out
+
+
+def _closest(name: str, options: dict[str, Any]) -> list[str]:
+    """Up to four option names near ``name``: same initials (``lr``: ``learning_rate``), close
+    spelling, or containing its last part."""
+    leaves = [o for o, v in options.items() if not hasattr(v, "items")]
+    last = name.rsplit(".", 1)[-1]
+    initials = [
+        o for o in leaves if "".join(w[:1] for w in o.rsplit(".", 1)[-1].split("_")) == last
+    ]
+    spelling = difflib.get_close_matches(name, leaves, n=4, cutoff=0.6)
+    part = [o for o in leaves if len(last) > 2 and last in o.rsplit(".", 1)[-1]]
+    return list(dict.fromkeys(initials + spelling + part))[:4]
+
+
+_BOOLEAN_WORDS = {"true", "false", "1", "0", "yes", "no"}
+
+
+def check_overrides(argv: list[str], config: Any, flag: str, spec: str) -> list[str]:
+    """``argv`` with ``--flag.x VALUE`` joined to ``--flag.x=VALUE`` for boolean options;
+    ``ValueError`` naming the closest options when an override names none."""
+    options = _options(config)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if not a.startswith(f"--{flag}."):
+            out.append(a)
+            continue
+        name = a[len(flag) + 3 :].split("=", 1)[0]
+        if name not in options:
+            hint = ", ".join(_closest(name, options))
+            hint = f"; closest: {hint}" if hint else ""
+            raise ValueError(f"--{flag}.{name}: {spec} has no option {name}{hint}")
+        boolean = isinstance(options[name], bool)
+        if boolean and "=" not in a and i < len(argv) and argv[i].lower() in _BOOLEAN_WORDS:
+            out.append(f"{a}={argv[i]}")
+            i += 1
+            continue
+        out.append(a)
+    return out
 
 
 def load_config(path: str | Path, arg: str | None = None) -> Any:

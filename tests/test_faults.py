@@ -180,6 +180,16 @@ def _tsv(tmp_path, name, text):
     return p
 
 
+def _bytes(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _stsb_rows(*rows):
+    return "index\tsentence1\tsentence2\tscore\n" + "".join(r + "\n" for r in rows)
+
+
 def _rte_rows(*rows):
     return "index\tsentence1\tsentence2\tlabel\n" + "".join(r + "\n" for r in rows)
 
@@ -198,7 +208,7 @@ def _bad_inputs(tmp_path):
     from fsd_jax.train.run import dtype_of, parse_layers
     from fsd_jax.train.sharding import Sharder
 
-    rte = get_task("rte")
+    rte, stsb = get_task("rte"), get_task("stsb")
     small = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2, num_attention_heads=2)
     return [
         (
@@ -223,6 +233,37 @@ def _bad_inputs(tmp_path):
             "wrong header",
             lambda: read_tsv(rte, _tsv(tmp_path, "e.tsv", "index\tpremise\tlabel\n0\ta\tx\n")),
             r"e\.tsv:1: header has no column",
+        ),
+        (
+            "non-UTF-8 byte",
+            lambda: read_tsv(
+                rte,
+                _bytes(
+                    tmp_path,
+                    "f.tsv",
+                    _rte_rows("0\ta\tb\tentailment", "1\tcaf\xe9\tb\tentailment").encode("latin1"),
+                ),
+            ),
+            r"f\.tsv:3: byte 0xe9 is not UTF-8",
+        ),
+        (
+            "STS-B score nan",
+            lambda: read_tsv(stsb, _tsv(tmp_path, "g.tsv", _stsb_rows("0\ta\tb\tnan"))),
+            r"g\.tsv:2: label 'nan': stsb scores must be in \[0, 5\]",
+        ),
+        (
+            "STS-B score 1e30",
+            lambda: read_tsv(
+                stsb, _tsv(tmp_path, "h.tsv", _stsb_rows("0\ta\tb\t1", "1\ta\tb\t1e30"))
+            ),
+            r"h\.tsv:3: label '1e30': stsb scores must be in \[0, 5\]",
+        ),
+        (
+            "every sentence empty",
+            lambda: read_tsv(
+                rte, _tsv(tmp_path, "i.tsv", _rte_rows("0\t\tb\tentailment", "1\t \tc\tentailment"))
+            ),
+            r"i\.tsv: every row has an empty sentence \(first: line 2\)",
         ),
         ("unknown task", lambda: get_task("glue9"), "unknown task 'glue9'"),
         ("unknown split", lambda: load_examples("rte", "test", tmp_path), "unknown split 'test'"),
@@ -289,6 +330,16 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
             assert "\n" not in msg, f"{name}: not one line: {msg!r}"
         else:
             raise AssertionError(f"{name}: no error")
+
+
+def test_rows_with_an_empty_sentence_are_counted_in_a_warning(tmp_path, caplog):
+    from fsd_jax.data import get_task, read_tsv
+
+    rows = _rte_rows("0\ta\tb\tentailment", "1\t\tb\tentailment", "2\ta\t\tentailment")
+    with caplog.at_level("WARNING"):
+        ex = read_tsv(get_task("rte"), _tsv(tmp_path, "e.tsv", rows))
+    assert len(ex.labels) == 3
+    assert "2 of 3 rows have an empty sentence (first: line 3)" in caplog.text
 
 
 def test_degenerate_but_valid_inputs_give_finite_results():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -101,8 +102,15 @@ def test_memory_mismatches_are_named(tiny_teacher, tmp_path):
         load_memory(tmp_path / "memory", hidden_size=32, seq_len=24, task="rte")
     with pytest.raises(FileNotFoundError, match="no teacher memory"):
         load_memory(tmp_path / "nothing", hidden_size=32, seq_len=24)
+    # the same teacher loads; other weights (here: a copy written anew) do not
+    load_memory(tmp_path / "memory", hidden_size=32, seq_len=24, teacher=tiny_teacher)
+    other = tmp_path / "other_teacher"
+    shutil.copytree(tiny_teacher, other, copy_function=shutil.copy)  # a new modification time
+    with pytest.raises(ValueError, match=r"memory built from teacher .* has other weights"):
+        load_memory(tmp_path / "memory", hidden_size=32, seq_len=24, teacher=other)
     cfg = importlib.import_module("configs.distill.fsd_g").get_config("quickstart")
     cfg.teacher = cfg.model.name_or_path = str(tiny_teacher)
+    cfg.data.max_seq_length = 24  # within the tiny teacher's 64 positions
     with pytest.raises(ValueError, match="config.teacher_memory: the fsd_g term needs a memory"):
         run_distill(cfg, tmp_path / "x")
     base = tiny_finetune_config(tiny_teacher, tmp_path / "cache", max_steps=1)

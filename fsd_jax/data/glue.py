@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -55,15 +56,52 @@ def _parse_label(task: Task, raw: str, where: str) -> float | int:
     raw = raw.strip()
     if task.is_regression:
         try:
-            return float(raw)
+            score = float(raw)
         except ValueError:
             raise DataError(f"{where}: label {raw!r} is not a number") from None
+        low, high = task.score_range or (-math.inf, math.inf)
+        if not (math.isfinite(score) and low <= score <= high):
+            bounds = f"in [{low:g}, {high:g}]" if task.score_range else "finite"
+            raise DataError(f"{where}: label {raw!r}: {task.name} scores must be {bounds}")
+        return score
     try:
         return task.tsv_label_values.index(raw)
     except ValueError:
         raise DataError(
             f"{where}: unknown label {raw!r}; expected one of {list(task.tsv_label_values)}"
         ) from None
+
+
+def _read_lines(path: Path) -> list[str]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # utf-8-sig: the MRPC files start with a byte-order mark
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{data[e.start]:02x} is not UTF-8 (GLUE files are UTF-8; "
+            "re-encode the file, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    return text.split("\n")
+
+
+def _check_sentences(path: Path, text_a: list, text_b: list, lines_of: list[int]) -> None:
+    """Rows with an empty sentence train on nothing: a warning, or an error if every row has one."""
+    empty = [
+        line
+        for i, line in enumerate(lines_of)
+        if not text_a[i].strip() or (text_b and not text_b[i].strip())
+    ]
+    if len(empty) == len(lines_of):
+        raise DataError(f"{path}: every row has an empty sentence (first: line {empty[0]})")
+    if empty:
+        log.warning(
+            "%s: %d of %d rows have an empty sentence (first: line %d)",
+            path,
+            len(empty),
+            len(lines_of),
+            empty[0],
+        )
 
 
 def read_tsv(
@@ -87,9 +125,7 @@ def read_tsv(
     path = Path(path)
     _check_file(path, task, split)
     layout = task.tsv
-    # utf-8-sig: the MRPC files start with a byte-order mark.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        lines = f.read().split("\n")
+    lines = _read_lines(path)
     while lines and not lines[-1].strip("\r"):
         lines.pop()
     header = None
@@ -103,6 +139,7 @@ def read_tsv(
     text_idx = [_column_index(c, header, path) for c in layout.text_columns]
     label_idx = _column_index(layout.label_column, header, path)
     text_a, text_b, labels, skipped = [], [], [], []
+    lines_of: list[int] = []
     for lineno in range(start + 1, len(lines) + 1):
         line = lines[lineno - 1].rstrip("\r")
         where = f"{path}:{lineno}"
@@ -119,6 +156,7 @@ def read_tsv(
             skipped.append(str(e))
             continue
         labels.append(label)
+        lines_of.append(lineno)
         text_a.append(fields[text_idx[0]])
         if len(text_idx) > 1:
             text_b.append(fields[text_idx[1]])
@@ -126,6 +164,7 @@ def read_tsv(
         log.warning("%s: skipped %d malformed rows, first: %s", path, len(skipped), skipped[0])
     if not labels:
         raise DataError(f"{path}: no examples (task {task.name}, split {split} is empty)")
+    _check_sentences(path, text_a, text_b, lines_of)
     dtype = np.float32 if task.is_regression else np.int32
     return Examples(
         task,

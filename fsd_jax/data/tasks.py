@@ -32,6 +32,7 @@ class Task:
       metric: the task's headline GLUE metric name (see :mod:`fsd_jax.metrics`).
       dev_splits: local file stem per dev split (MNLI has two).
       builtin_dir: where a task shipped with the package keeps its ``.tsv`` files.
+      score_range: for a regression task, the range its scores lie in (STS-B: 0 to 5).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Task:
     metric: str
     dev_splits: dict[str, str] = dataclasses.field(default_factory=lambda: {"dev": "dev"})
     builtin_dir: str | None = None  # a task shipped with fsd-jax reads its files from here
+    score_range: tuple[float, float] | None = None  # regression: the scores a file may hold
 
     @property
     def is_regression(self) -> bool:
@@ -116,6 +118,7 @@ TASKS: dict[str, Task] = {
             (),
             (),
             "pearson_spearman",
+            score_range=(0.0, 5.0),  # STS-B's similarity scale (Cer et al. 2017)
         ),
         Task(
             "qqp",

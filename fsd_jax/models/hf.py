@@ -73,6 +73,20 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
         ) from None
 
 
+def has_trained_head(path_or_hub_id: str | os.PathLike) -> bool:
+    """Whether the checkpoint holds classifier weights (a fine-tuned model, not a raw
+    pre-trained one whose head ``load_pretrained`` initialises at random)."""
+    from safetensors import safe_open
+
+    directory = resolve_checkpoint_dir(path_or_hub_id)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        with open(index, encoding="utf-8") as f:
+            return "classifier.weight" in json.load(f)["weight_map"]
+    with safe_open(str(directory / "model.safetensors"), framework="numpy") as f:
+        return "classifier.weight" in f.keys()  # noqa: SIM118 (a safe_open handle, not a dict)
+
+
 def read_safetensors(directory: Path) -> dict[str, np.ndarray]:
     """All tensors of ``model.safetensors`` (or its shards) as NumPy arrays."""
     from safetensors.numpy import load_file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -16,13 +17,17 @@ from ml_collections import ConfigDict
 
 from fsd_jax import losses
 from fsd_jax.cache import teacher_outputs_store
+from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
+from fsd_jax.models.hf import has_trained_head
 from fsd_jax.objective import init_objective_state, make_distill_objective
 from fsd_jax.teacher_cache import build_teacher_cache, cached_teacher
 from fsd_jax.terms import cached_teacher_layers, needs_memory, parse_terms
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
+
+log = logging.getLogger(__name__)
 
 # train fields a config may lack (older configs) that a phase may still set
 _OPTIONAL_TRAIN = {"schedule", "group_learning_rates"}
@@ -39,6 +44,7 @@ def run_distill(
     and train a student memory, Normal(0, 1) at start as in the reference (METHODS.md §2.5;
     ``objective.fsd_g.memory_init_std`` scales it), kept out of the export.
     """
+    check_config(config)
     if config.get("phases"):
         return run_phases(config, workdir, on_step)
     task = get_task(config.task)
@@ -47,6 +53,12 @@ def run_distill(
     terms = parse_terms(config.objective)
     check_task_files(task, config.data.data_dir)
     teacher, teacher_params = load_pretrained(config.teacher, dtype=dtype_of(config.model.dtype))
+    if not has_trained_head(config.teacher):
+        log.warning(
+            "%s: no classifier weights (a pre-trained, not fine-tuned, checkpoint): the teacher's "
+            "logits come from a random head; fine-tune it with stage 'finetune' first",
+            config.teacher,
+        )
     labels = task.label_names or ("score",)
     if teacher.config.num_labels != len(labels):
         raise ValueError(
@@ -62,6 +74,13 @@ def run_distill(
         dtype=dtype_of(config.model.dtype),
         seed=config.seed,
     )
+    for name, model in ((config.teacher, teacher), (config.model.name_or_path, student)):
+        check_sequence_length(
+            int(config.data.max_seq_length),
+            model.config.max_position_embeddings,
+            str(name),
+            "data.max_seq_length",
+        )
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ValueError(
             f"teacher vocabulary ({teacher.config.vocab_size}) differs from the "
@@ -120,6 +139,7 @@ def run_distill(
             hidden_size=teacher.config.hidden_size,
             seq_len=int(config.data.max_seq_length),
             task=task.name,
+            teacher=config.teacher,
         )
         layer = options["teacher_layer"]
         if meta.get("layer", layer) != layer:

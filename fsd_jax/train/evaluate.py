@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fsd_jax.config_checks import check_sequence_length
 from fsd_jax.data import (
     Encoded,
     Task,
@@ -42,6 +43,10 @@ def predict_logits(
     return out
 
 
+class NonFiniteLogitsError(ValueError):
+    """The model gave NaN or infinite logits: no metric is computed from them."""
+
+
 def evaluate(
     model: BertForSequenceClassification,
     params: Any,
@@ -57,6 +62,13 @@ def evaluate(
     metrics, logits = {}, {}
     for name, data in splits.items():
         logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict, pad_to)
+        bad = ~np.isfinite(logits[name]).all(axis=-1)
+        if bad.any():  # a NaN logit is an error, never a score
+            raise NonFiniteLogitsError(
+                f"{task.name} {name}: {int(bad.sum())} of {bad.size} examples have non-finite "
+                f"logits (first: example {int(np.argmax(bad))}); the model's outputs are NaN or "
+                "infinite (a diverged checkpoint, or inputs beyond the model's positions)"
+            )
         metrics[name] = glue_metrics(task, data.labels, predictions_from_logits(task, logits[name]))
     return metrics, logits
 
@@ -78,6 +90,10 @@ def evaluate_checkpoint(
     workdir's training setting, else 128.
     """
     task = get_task(task_name)
+    if batch_size < 1:
+        raise ValueError(f"--batch_size={batch_size}: must be an integer >= 1")
+    if max_seq_length is not None and max_seq_length < 2:
+        raise ValueError(f"--max_seq_length={max_seq_length}: must be >= 2 ([CLS] and [SEP])")
     if max_seq_length is None:
         cfg_file = Path(model_path) / "train_config.json"
         train_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
@@ -89,6 +105,9 @@ def evaluate_checkpoint(
             f"{model_path}: the model has {model.config.num_labels} outputs, task {task.name} "
             f"needs {task.num_labels}"
         )
+    check_sequence_length(
+        max_seq_length, model.config.max_position_embeddings, str(model_path), "--max_seq_length"
+    )
     tokenizer = load_tokenizer(model_path)
     splits = {
         s: encode(load_examples(task, s, data_dir), tokenizer, max_seq_length, cache_dir)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
@@ -16,6 +17,7 @@ def run_finetune(
     config: Any, workdir: str | Path, on_step: Callable[[int], None] | None = None
 ) -> dict:
     """Fine-tune ``config.model.name_or_path`` (optionally some layers of it) on ``config.task``."""
+    check_config(config)
     task = get_task(config.task)
     check_task_files(task, config.data.data_dir)
     tokenizer = load_tokenizer(config.model.name_or_path)
@@ -26,6 +28,12 @@ def run_finetune(
         hidden_size=config.model.get("hidden_size") or None,
         dtype=dtype_of(config.model.dtype),
         seed=config.seed,
+    )
+    check_sequence_length(
+        int(config.data.max_seq_length),
+        model.config.max_position_embeddings,
+        str(config.model.name_or_path),
+        "data.max_seq_length",
     )
     return train_and_evaluate(
         config,

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
+from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import Encoded, check_task_files, get_task, iterate_batches, make_batch
 from fsd_jax.memory import StreamingLloyd, sample_indices
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
@@ -142,6 +143,7 @@ def build_teacher_memory(
 
 def run_memory(config: Any, workdir: str | Path) -> dict:
     """Build the teacher memory for ``config.task`` into ``workdir`` (memory.npz + memory.json)."""
+    check_config(config)
     workdir = Path(workdir)
     task = get_task(config.task)
     if not config.teacher:
@@ -166,6 +168,9 @@ def run_memory(config: Any, workdir: str | Path) -> dict:
     if done is not None:
         return done
     teacher, params = load_pretrained(config.teacher)
+    check_sequence_length(
+        seq_len, teacher.config.max_position_embeddings, str(config.teacher), "data.max_seq_length"
+    )
     train, _ = load_splits(config, task, load_tokenizer(config.teacher))
     t0 = time.perf_counter()
     centroids, history = build_teacher_memory(
@@ -224,12 +229,18 @@ def _finished(workdir: Path, settings: dict) -> dict | None:
 
 
 def load_memory(
-    path: str | Path, *, hidden_size: int, seq_len: int, task: str | None = None
+    path: str | Path,
+    *,
+    hidden_size: int,
+    seq_len: int,
+    task: str | None = None,
+    teacher: str | Path | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Centroids and metadata of a built memory (a workdir of stage ``memory`` or the file).
 
     Raises ValueError naming the mismatch when it was built for another teacher width, a shorter
-    sequence length or another task.
+    sequence length, another task, or from other teacher weights than ``teacher``'s (its weights
+    file's size and modification time, as recorded when the memory was built).
     """
     path = Path(path)
     file = path / MEMORY_FILE if path.is_dir() else path
@@ -251,4 +262,14 @@ def load_memory(
         )
     if task is not None and meta.get("task") not in (None, task):
         raise ValueError(f"{file}: memory built for task {meta['task']}, training on {task}")
+    built_from = meta.get("teacher_weights")
+    if teacher is not None and built_from is not None:
+        current = _weights_identity(teacher)
+        if current is not None and list(current) != list(built_from):
+            raise ValueError(
+                f"{file}: memory built from teacher {meta.get('teacher')} (weights of "
+                f"{built_from[0]} bytes), config.teacher {teacher} has other weights "
+                f"({current[0]} bytes, or re-written since): rebuild it with stage 'memory' "
+                "for this teacher (a copied teacher keeps its identity with cp -p)"
+            )
     return centroids, meta
