@@ -18,6 +18,17 @@ from fsd_jax import cli
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (:arg).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for input errors.")
+# one process per host (config.multihost); unset values come from the cluster (TPU pod, SLURM,
+# Open MPI, Kubernetes) or JAX_COORDINATOR_ADDRESS
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process run: host:port of process 0's coordinator."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process run: how many processes.", lower_bound=1
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process run: this process's index.", lower_bound=0
+)
 
 
 # What each stage prints when it finishes (the quickstart prints its own table).
@@ -36,19 +47,27 @@ def main(argv: list[str]) -> int:
     workdir = _WORKDIR.value
 
     def run():
+        import jax
+
         from fsd_jax.train import stages
 
         config = _CONFIG.value
 
         if not workdir:
             raise ValueError("--workdir is required")
+        launch = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         if config.get("multihost"):
             from fsd_jax.train.sharding import initialize_multihost
 
-            initialize_multihost()
+            initialize_multihost(*launch)
+        elif any(v is not None for v in launch):
+            raise ValueError(
+                "--coordinator_address, --num_processes and --process_id need "
+                "--config.multihost=True"
+            )
         results = stages.run(config, workdir)
         keys = _SUMMARY_KEYS.get(config.stage)
-        if keys:
+        if keys and jax.process_index() == 0:
             print(json.dumps({k: results[k] for k in keys if k in results}, indent=2))
 
     return cli.run_cli(run, debug=_DEBUG.value)

@@ -44,9 +44,14 @@ def _on_main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def stop_requests() -> Iterator[list[int]]:
+def stop_requests(multiprocess: bool = False) -> Iterator[list[int]]:
     """While open, SIGINT and SIGTERM append their number to the yielded list instead of
-    stopping the process; a second signal raises ``KeyboardInterrupt`` at once."""
+    stopping the process; a second signal raises ``KeyboardInterrupt`` at once.
+
+    With ``multiprocess``, SIGTERM is left to JAX's preemption service (which makes every
+    process of the run stop at the same step) and SIGINT is passed on to it as a SIGTERM, so
+    Ctrl-C on one host stops them all at one step too.
+    """
     received: list[int] = []
     if not _on_main_thread():  # signal handlers can only be set on the main thread
         yield received
@@ -56,8 +61,11 @@ def stop_requests() -> Iterator[list[int]]:
         if received:
             raise KeyboardInterrupt
         received.append(signum)
+        if multiprocess:
+            signal.raise_signal(signal.SIGTERM)
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    signals = (signal.SIGINT,) if multiprocess else STOP_SIGNALS
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield received
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -273,6 +274,101 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
     ck.wait()
     assert ck.manager.all_steps() == [3]
     ck.close()
+
+
+def test_out_of_memory_is_one_line_naming_the_batch_and_keeps_the_checkpoint(
+    tmp_path, capsys, tiny_config
+):
+    import optax
+
+    from fsd_jax import cli
+    from fsd_jax.data import get_task
+    from fsd_jax.train.evaluate import evaluate
+    from fsd_jax.train.loop import fit
+    from fsd_jax.train.oom import OutOfMemoryError
+    from fsd_jax.train.state import TrainState
+    from fsd_jax.train.writer import MetricWriter
+
+    oom = jax.errors.JaxRuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4831838208 bytes.\n"
+        "BufferAssignment OOM Debugging.\n" + "allocation 0: size 4.50GiB\n" * 50
+    )
+
+    def step(state, batch):
+        if int(state.step) == 4:  # as an allocation at the 5th step would
+            raise oom
+        return state.replace(step=state.step + 1), {"loss": jnp.ones(())}
+
+    def batches(epoch, start):
+        for _ in range(start, 10):
+            yield {"input_ids": np.zeros((32, 128), np.int32), "weights": np.ones(32, np.float32)}
+
+    ck = Checkpointer(tmp_path / "ck")
+
+    def train(step=step):
+        fit(
+            TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
+            step,
+            batches,
+            steps_per_epoch=10,
+            total_steps=10,
+            checkpointer=ck,
+            writer=MetricWriter(tmp_path, tensorboard=False),
+            fingerprint={},
+            checkpoint_every=3,
+            log_every=10,
+            progress=False,
+        )
+
+    with pytest.raises(OutOfMemoryError) as e:
+        train()
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 600
+    assert msg.startswith("out of device memory at or before training step 5 (checkpoint of ")
+    assert "step 3 kept) with batches of 32 x 128 (examples x tokens)" in msg
+    assert "lower train.batch_size or data.max_seq_length" in msg
+    ck.wait()
+    assert ck.manager.all_steps() == [3]
+    ck.close()
+    # at the command line: one line, exit status 2
+    ck = Checkpointer(tmp_path / "ck2")
+    sigterm = signal.getsignal(signal.SIGTERM)  # run_cli sets its own
+    try:
+        assert cli.run_cli(train) == 2
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    ck.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of device memory"), err
+    # a JAX error that is not about memory keeps its own type
+    other = jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    def broken(state, batch):
+        raise other
+
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        train(broken)
+
+    # evaluation names its own batch option
+    task = get_task("quickstart")
+
+    def predict(params, batch):
+        raise oom
+
+    from fsd_jax.data.batching import Encoded
+
+    n = 10
+    data = Encoded(
+        ids=np.ones(5 * n, np.int32),
+        type_ids=np.zeros(5 * n, np.int32),
+        offsets=np.arange(0, 5 * n + 1, 5),
+        labels=np.zeros(n, np.int32),
+    )
+    model = BertForSequenceClassification(tiny_config)
+    with pytest.raises(OutOfMemoryError, match=r"evaluating quickstart dev with batches of 8 x 24"):
+        evaluate(
+            model, None, task, {"dev": data}, 8, 24, predict=predict, batch_option="--batch_size"
+        )
 
 
 def test_missing_data_stops_a_run_before_any_model_is_loaded(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from fsd_jax.config_checks import check_sequence_length
@@ -21,6 +22,7 @@ from fsd_jax.data import (
 )
 from fsd_jax.metrics import glue_metrics, predictions_from_logits
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
+from fsd_jax.train.oom import is_out_of_memory, out_of_memory_error
 from fsd_jax.train.step import make_predict_fn
 
 
@@ -56,12 +58,22 @@ def evaluate(
     seq_len: int,
     pad_to: Any = None,
     predict: Any = None,
+    batch_option: str = "train.eval_batch_size",
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """GLUE metrics and logits for each split (``predict``: e.g. a sharded predict function)."""
+    """GLUE metrics and logits for each split (``predict``: e.g. a sharded predict function).
+
+    Out of device memory raises :class:`OutOfMemoryError` naming ``batch_option``.
+    """
     predict = predict or make_predict_fn(model)
     metrics, logits = {}, {}
     for name, data in splits.items():
-        logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict, pad_to)
+        try:
+            logits[name] = predict_logits(model, params, data, batch_size, seq_len, predict, pad_to)
+        except jax.errors.JaxRuntimeError as e:
+            if not is_out_of_memory(e):
+                raise
+            where = f"evaluating {task.name} {name}"
+            raise out_of_memory_error(e, where, (batch_size, seq_len), batch_option) from None
         bad = ~np.isfinite(logits[name]).all(axis=-1)
         if bad.any():  # a NaN logit is an error, never a score
             raise NonFiniteLogitsError(
@@ -113,7 +125,9 @@ def evaluate_checkpoint(
         s: encode(load_examples(task, s, data_dir), tokenizer, max_seq_length, cache_dir)
         for s in task.dev_splits
     }
-    metrics, logits = evaluate(model, params, task, splits, batch_size, max_seq_length)
+    metrics, logits = evaluate(
+        model, params, task, splits, batch_size, max_seq_length, batch_option="--batch_size"
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = task.label_names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +14,8 @@ from tqdm.auto import tqdm
 
 from fsd_jax.interrupt import Interrupted, stop_requests
 from fsd_jax.train.checkpoint import Checkpointer
+from fsd_jax.train.oom import is_out_of_memory, out_of_memory_error
+from fsd_jax.train.sharding import preemption_point
 from fsd_jax.train.state import TrainState
 from fsd_jax.train.writer import MetricWriter
 
@@ -142,42 +145,63 @@ def fit(
     bar = tqdm(
         total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
     )
-    with stop_requests() as stop:
-        while step < total_steps:
-            epoch, offset = divmod(step, steps_per_epoch)
-            for batch in batches(epoch, offset):
-                state, metrics = train_step(state, batch, *step_args)
-                step += 1
-                if t_first is None:
-                    jax.block_until_ready(state.step)
-                    t_first = time.perf_counter()
-                else:
-                    examples += float(batch["weights"].sum())
-                sums = metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
-                count += 1
-                bar.update(1)
-                if step % log_every == 0 or step == total_steps:
-                    means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
-                    _check_finite(means["loss"], step - count + 1, step, checkpointer)
-                    means["epoch"] = step / steps_per_epoch
-                    writer.write(step, means, prefix="train/")
-                    last = means
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
-                    sums, count = None, 0
-                if step % checkpoint_every == 0 and step < total_steps:
-                    if sums is not None:  # never checkpoint a diverged state
-                        _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
-                    checkpointer.save(step, state, {"fingerprint": fingerprint})
-                if on_step is not None:
-                    on_step(step)
-                if stop and step < total_steps:
-                    _stop_at(step, state, sums, count, checkpointer, fingerprint, stop[0], bar)
-                if step >= total_steps:
-                    break
-    if step > start:  # else the state came from the checkpoint of total_steps itself
-        checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
-    checkpointer.wait()
-    jax.block_until_ready(state.params)
+    multiprocess = jax.process_count() > 1
+    shape: tuple[int, ...] = ()
+    try:
+        with stop_requests(multiprocess) as stop:
+            while step < total_steps:
+                epoch, offset = divmod(step, steps_per_epoch)
+                for batch in batches(epoch, offset):
+                    if "input_ids" in batch:
+                        shape = tuple(np.shape(batch["input_ids"]))
+                    state, metrics = train_step(state, batch, *step_args)
+                    step += 1
+                    if t_first is None:
+                        jax.block_until_ready(state.step)
+                        t_first = time.perf_counter()
+                    else:
+                        examples += float(batch["weights"].sum())
+                    sums = (
+                        metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
+                    )
+                    count += 1
+                    bar.update(1)
+                    if step % log_every == 0 or step == total_steps:
+                        means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+                        _check_finite(means["loss"], step - count + 1, step, checkpointer)
+                        means["epoch"] = step / steps_per_epoch
+                        writer.write(step, means, prefix="train/")
+                        last = means
+                        bar.set_postfix(loss=f"{means['loss']:.4f}")
+                        sums, count = None, 0
+                    if step % checkpoint_every == 0 and step < total_steps:
+                        if sums is not None:  # never checkpoint a diverged state
+                            _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
+                        checkpointer.save(step, state, {"fingerprint": fingerprint})
+                    if on_step is not None:
+                        on_step(step)
+                    # several processes stop together, at the step JAX's preemption service
+                    # agrees on once any of them was signalled
+                    stopping = preemption_point(step) if multiprocess else bool(stop)
+                    if stopping and step < total_steps:
+                        signum = stop[0] if stop else signal.SIGTERM
+                        _stop_at(step, state, sums, count, checkpointer, fingerprint, signum, bar)
+                    if step >= total_steps:
+                        break
+        if step > start:  # else the state came from the checkpoint of total_steps itself
+            checkpointer.save(total_steps, state, {"fingerprint": fingerprint}, force=True)
+        checkpointer.wait()
+        jax.block_until_ready(state.params)
+    except jax.errors.JaxRuntimeError as e:
+        if not is_out_of_memory(e):
+            raise
+        bar.close()
+        good = checkpointer.manager.latest_step()
+        kept = f"checkpoint of step {good} kept" if good is not None else "no checkpoint written"
+        # asynchronous dispatch: the failing step is the next or one of the few before it
+        raise out_of_memory_error(
+            e, f"at or before training step {step + 1} ({kept})", shape, "train.batch_size"
+        ) from None
     bar.close()
     end = time.perf_counter()
     steady = end - t_first if t_first is not None else 0.0

@@ -26,7 +26,7 @@ from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.evaluate import evaluate
 from fsd_jax.train.loop import fit, restore
 from fsd_jax.train.optim import make_optimizer
-from fsd_jax.train.sharding import Sharder
+from fsd_jax.train.sharding import Sharder, is_primary
 from fsd_jax.train.state import TrainState
 from fsd_jax.train.step import Objective, make_predict_fn, make_train_step
 from fsd_jax.train.writer import MetricWriter
@@ -167,8 +167,10 @@ def train_and_evaluate(
         checkpointer.close()
         log.info("%s is finished (step %d of %d); results: %s", workdir, total, total, finished)
         return json.loads(finished.read_text())
-    (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
-    writer = MetricWriter(workdir, tensorboard=config.tensorboard)
+    primary = is_primary()  # one process of a multi-process run writes logs and results
+    if primary:
+        (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2))
+    writer = MetricWriter(workdir, tensorboard=config.tensorboard, enabled=primary)
     pad_to = bucket_padding(config.data.get("buckets"), seq_len)
     try:
         transform = batch_transform(train, pad_to) if batch_transform else None
@@ -199,7 +201,7 @@ def train_and_evaluate(
             checkpoint_every=t.checkpoint_every,
             log_every=t.log_every,
             on_step=on_step,
-            progress=config.progress,
+            progress=config.progress and primary,
             desc=f"{config.stage} {task.name}",
             step_args=step_args,
         )
@@ -220,9 +222,9 @@ def train_and_evaluate(
         checkpointer.close()
     export = None
     if config.export:
-        export = str(
-            save_pretrained(workdir / "export", model, model_params(state.params), tokenizer)
-        )
+        export = str(workdir / "export")
+        if primary:
+            save_pretrained(export, model, model_params(state.params), tokenizer)
     results = {
         "task": task.name,
         "stage": config.stage,
@@ -235,7 +237,8 @@ def train_and_evaluate(
         **(extra_results or {}),
         "export": export,
     }
-    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    if primary:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
 
 

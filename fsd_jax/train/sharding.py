@@ -108,13 +108,12 @@ class Sharder:
         sharding = self.batch_sharding()
         if jax.process_count() == 1:
             return {k: jax.device_put(v, sharding) for k, v in batch.items()}
-        p, n = jax.process_index(), jax.process_count()
-        out = {}
-        for k, v in batch.items():
-            rows = v.shape[0] // n
-            local = np.asarray(v[p * rows : (p + 1) * rows])
-            out[k] = jax.make_array_from_process_local_data(sharding, local, v.shape)
-        return out
+        # every process holds the same global batch; each device takes its own rows, whatever
+        # the order of devices in the mesh
+        return {
+            k: jax.make_array_from_callback(v.shape, sharding, _rows_of(v))
+            for k, v in batch.items()
+        }
 
     def gather(self, x: jax.Array) -> np.ndarray:
         """A (possibly multi-host) array as one NumPy array on this host."""
@@ -146,7 +145,48 @@ class Sharder:
         return tuple(jax.device_put(a, self.replicated()) for a in step_args)
 
 
-def initialize_multihost() -> None:
-    """``jax.distributed.initialize()`` (cluster settings from the environment, e.g. on TPU
-    pods or SLURM); each host then feeds its own rows of every global batch."""
-    jax.distributed.initialize()
+def _rows_of(v: np.ndarray) -> Callable[[Any], np.ndarray]:
+    return lambda index: v[index]
+
+
+def initialize_multihost(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``): one process per host, each
+    feeding its own rows of every global batch.
+
+    Arguments left as None come from the cluster (TPU pods, SLURM, Open MPI, Kubernetes:
+    JAX's auto-detection) or, for the coordinator, ``JAX_COORDINATOR_ADDRESS``. CPU devices
+    talk through gloo, so a CPU cluster (or several processes on one machine) runs the same
+    program as GPUs and TPUs. SIGTERM then goes to JAX's preemption service, which makes every
+    process stop at the same step (:func:`preemption_point`).
+    """
+    if jax.distributed.is_initialized():
+        return
+    # CPU collectives across processes need an implementation; the default has none
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"multihost: {e} (pass --coordinator_address, --num_processes and --process_id, "
+            "or run under a cluster JAX detects: TPU pod, SLURM, Open MPI, Kubernetes)"
+        ) from None
+
+
+def is_primary() -> bool:
+    """True on the process that writes the workdir's logs, results and export (process 0);
+    checkpoints are written by every process together."""
+    return jax.process_index() == 0
+
+
+def preemption_point(step: int) -> bool:
+    """In a multi-process run: True on every process at the same step once any of them got
+    SIGTERM (JAX's preemption service); always False in a single process."""
+    if jax.process_count() == 1:
+        return False
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.reached_preemption_sync_point(step)
