@@ -27,6 +27,7 @@ import numpy as np
 
 from fsd_jax.cka import MinibatchCKA, centered_gram, linear_cka
 from fsd_jax.data import Encoded, iterate_batches
+from fsd_jax.distances import squared_distances_from_gram
 from fsd_jax.models import BertForSequenceClassification, model_inputs
 
 # 2: undefined restoration precision/recall/F1 are null (format 1 wrote 0), plus "agreement"
@@ -158,9 +159,7 @@ def restoration_rate(
 
 
 def _distances(x: np.ndarray) -> np.ndarray:
-    sq = (x * x).sum(-1)
-    d2 = sq[..., :, None] + sq[..., None, :] - 2.0 * x @ np.swapaxes(x, -1, -2)
-    return np.sqrt(np.maximum(d2, 0.0))
+    return np.sqrt(squared_distances_from_gram(x @ np.swapaxes(x, -1, -2)))
 
 
 def _cosines(x: np.ndarray) -> np.ndarray:

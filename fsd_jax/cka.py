@@ -42,6 +42,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fsd_jax.distances import squared_distances_from_gram
+
 
 # ------------------------------------------------------------------ validation and masks
 def _check_features(name: str, x: jax.Array, mask: jax.Array | None) -> None:
@@ -137,8 +139,7 @@ def _center(k: jax.Array, valid: jax.Array | None, unbiased: bool) -> jax.Array:
 
 
 def _rbf_kernel(k: jax.Array, valid: jax.Array | None, sigma: float | None) -> jax.Array:
-    sq = jnp.diagonal(k, axis1=-2, axis2=-1)
-    d2 = jnp.maximum(sq[..., :, None] + sq[..., None, :] - 2.0 * k, 0.0)
+    d2 = squared_distances_from_gram(k)
     n = k.shape[-1]
     if sigma is None:
         # Kornblith et al.'s heuristic: bandwidth² = median squared distance of valid pairs

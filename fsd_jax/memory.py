@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fsd_jax.distances import squared_distances_from_products
+
 
 class KMeansResult(NamedTuple):
     centroids: jax.Array  # (K, D)
@@ -30,12 +32,8 @@ def squared_distances(points: jax.Array, centroids: jax.Array) -> jax.Array:
     """(N, K) squared Euclidean distances, clamped at 0 (float32 cancellation)."""
     x = points.astype(jnp.float32)
     c = centroids.astype(jnp.float32)
-    d2 = (
-        (x * x).sum(1)[:, None]
-        + (c * c).sum(1)[None, :]
-        - 2.0 * jnp.matmul(x, c.T, precision=jax.lax.Precision.HIGHEST)
-    )
-    return jnp.maximum(d2, 0.0)
+    xc = jnp.matmul(x, c.T, precision=jax.lax.Precision.HIGHEST)
+    return squared_distances_from_products((x * x).sum(1)[:, None], (c * c).sum(1)[None, :], xc)
 
 
 def kmeans_plus_plus(points: jax.Array, num_clusters: int, key: jax.Array) -> jax.Array:

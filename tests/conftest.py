@@ -128,3 +128,38 @@ def tiny_finetune_config(checkpoint: Path, cache_dir: Path, **train):
     for k, v in train.items():
         c.train[k] = v
     return c
+
+
+def finetune_command(
+    checkpoint: Path, workdir: Path, cache: Path, steps: int, every: int
+) -> list[str]:
+    """``train.py`` fine-tuning ``checkpoint`` on the quickstart task, as a user runs it:
+    short sequences, batch 16, a checkpoint and a log line every ``every`` steps."""
+    import sys
+
+    return [
+        sys.executable,
+        "train.py",
+        "--config",
+        "configs/finetune.py:quickstart",
+        "--workdir",
+        str(workdir),
+        "--config.model.name_or_path",
+        str(checkpoint),
+        "--config.data.max_seq_length",
+        "24",
+        "--config.data.cache_dir",
+        str(cache),
+        "--config.train.batch_size",
+        "16",
+        "--config.train.max_steps",
+        str(steps),
+        "--config.train.checkpoint_every",
+        str(every),
+        "--config.train.log_every",
+        str(every),
+        "--config.train.learning_rate",
+        "1e-3",
+        "--config.progress=False",
+        "--config.tensorboard=False",
+    ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from conftest import finetune_command
 
 from fsd_jax.models import load_pretrained
 
@@ -22,32 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cmd(checkpoint: Path, workdir: Path, cache: Path, steps: int = 160) -> list[str]:
-    return [
-        sys.executable,
-        "train.py",
-        "--config",
-        "configs/finetune.py:quickstart",
-        "--workdir",
-        str(workdir),
-        "--config.model.name_or_path",
-        str(checkpoint),
-        "--config.data.max_seq_length",
-        "24",
-        "--config.data.cache_dir",
-        str(cache),
-        "--config.train.batch_size",
-        "16",
-        "--config.train.max_steps",
-        str(steps),
-        "--config.train.checkpoint_every",
-        "20",
-        "--config.train.log_every",
-        "20",
-        "--config.train.learning_rate",
-        "1e-3",
-        "--config.progress=False",
-        "--config.tensorboard=False",
-    ]
+    return finetune_command(checkpoint, workdir, cache, steps, every=20)
 
 
 def _checkpoint_steps(workdir: Path) -> list[int]:

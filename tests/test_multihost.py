@@ -11,11 +11,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from conftest import finetune_command
 from safetensors.numpy import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,32 +31,7 @@ def _env(devices: int) -> dict[str, str]:
 
 
 def _cmd(checkpoint: Path, workdir: Path, cache: Path) -> list[str]:
-    return [
-        sys.executable,
-        "train.py",
-        "--config",
-        "configs/finetune.py:quickstart",
-        "--workdir",
-        str(workdir),
-        "--config.model.name_or_path",
-        str(checkpoint),
-        "--config.data.max_seq_length",
-        "24",
-        "--config.data.cache_dir",
-        str(cache),
-        "--config.train.batch_size",
-        "16",
-        "--config.train.max_steps",
-        str(STEPS),
-        "--config.train.checkpoint_every",
-        "4",
-        "--config.train.log_every",
-        "4",
-        "--config.train.learning_rate",
-        "1e-3",
-        "--config.progress=False",
-        "--config.tensorboard=False",
-    ]
+    return finetune_command(checkpoint, workdir, cache, STEPS, every=4)
 
 
 def _free_port() -> int:

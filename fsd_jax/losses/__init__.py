@@ -22,8 +22,9 @@ from fsd_jax.losses.intermediate import (
     soft_cross_entropy,
 )
 from fsd_jax.losses.lad import init_lad_gates, lad_aggregate
-from fsd_jax.losses.logits import cross_entropy, kd, label_loss, mse, weighted_mean
+from fsd_jax.losses.logits import cross_entropy, kd, label_loss, mse, softmax_kl
 from fsd_jax.losses.patient import pkd, pkd_teacher_layers
+from fsd_jax.losses.reduction import weighted_mean
 from fsd_jax.losses.relational import (
     angle_potential,
     pairwise_distances,
@@ -60,6 +61,7 @@ __all__ = [
     "rkd_distance",
     "smooth_l1",
     "soft_cross_entropy",
+    "softmax_kl",
     "transport_simplex",
     "update_layer_weights",
     "value_relation_logits",

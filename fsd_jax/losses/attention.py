@@ -11,15 +11,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fsd_jax.losses.logits import weighted_mean
+from fsd_jax.losses.logits import softmax_kl
+from fsd_jax.losses.reduction import check_same_heads, weighted_mean
 from fsd_jax.masking import key_mask_bias
-
-
-def _row_kl(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
-    """KL(softmax(t) ‖ softmax(s)) along the last axis; masked keys carry the mask bias in both."""
-    log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
-    log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
-    return (jnp.exp(log_pt) * (log_pt - log_ps)).sum(-1)
 
 
 def value_relation_logits(values: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -43,7 +37,7 @@ def attention_kl(
     (METHODS.md §5, §6.3). Scores are (B, h, L, L) and carry the key-padding bias; ``mask=None``
     counts every query row.
     """
-    kl = _row_kl(teacher_scores, student_scores)
+    kl = softmax_kl(teacher_scores, student_scores)
     return weighted_mean(_mean_over_heads_and_queries(kl, mask), weights)
 
 
@@ -80,14 +74,10 @@ def minilm(
       faithful: mirror the FSD repository's inputs: value relations without the padding mask,
         every query row counted.
     """
-    if teacher_scores.shape[1] != student_scores.shape[1]:
-        raise ValueError(
-            f"MiniLM needs equal head counts: teacher {teacher_scores.shape[1]}, "
-            f"student {student_scores.shape[1]}"
-        )
+    check_same_heads(teacher_scores, student_scores, "MiniLM")
     query_mask = None if faithful else mask
     vr_mask = None if faithful else mask
-    vr = _row_kl(
+    vr = softmax_kl(
         value_relation_logits(teacher_values, vr_mask),
         value_relation_logits(student_values, vr_mask),
     )

@@ -10,13 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from fsd_jax.cka import centered_gram, cka_from_grams, linear_cka
-from fsd_jax.losses.logits import weighted_mean
+from fsd_jax.distances import squared_distances_from_products
+from fsd_jax.losses.reduction import example_mask, weighted_mean
 
 _EPS = 1e-8
-
-
-def _example_mask(batch: int, weights: jax.Array | None) -> jax.Array:
-    return jnp.ones((batch,), bool) if weights is None else weights > 0
 
 
 def _neg_log(cka: jax.Array) -> jax.Array:
@@ -49,7 +46,7 @@ def fsd_intra(
     """
     if mask is None or faithful:
         mask = jnp.ones(teacher_hidden.shape[:2], bool)
-    rows = mask.astype(bool) & _example_mask(teacher_hidden.shape[0], weights)[:, None]
+    rows = mask.astype(bool) & example_mask(teacher_hidden.shape[0], weights)[:, None]
     per_example = linear_cka(teacher_hidden, student_hidden, mask=rows)
     if faithful:
         return -jnp.log(weighted_mean(jnp.abs(per_example), weights) + _EPS)
@@ -89,7 +86,7 @@ def fsd_local(
       faithful: reproduce the reference implementation.
     """
     token_mask = None if faithful else mask
-    rows = _example_mask(teacher_hidden.shape[0], weights)
+    rows = example_mask(teacher_hidden.shape[0], weights)
     cka = linear_cka(
         flatten_tokens(teacher_hidden, token_mask),
         flatten_tokens(student_hidden, token_mask),
@@ -120,7 +117,7 @@ def _memory_relations(
     f_sq = (f * f).sum((1, 2))[:, None]
     dot = f.reshape(b, -1) @ m.reshape(m.shape[0], -1).T
     # sqrt(max(d², 0) + eps) on both sides: a finite gradient when a feature equals a centroid
-    dist = jnp.sqrt(jnp.maximum(f_sq + m_sq - 2.0 * dot, 0.0) + eps)
+    dist = jnp.sqrt(squared_distances_from_products(f_sq, m_sq, dot) + eps)
     cos = dot * jax.lax.rsqrt(f_sq * m_sq + 1e-20)
     return dist, cos
 

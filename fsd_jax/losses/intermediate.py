@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from fsd_jax.losses.logits import weighted_mean
+from fsd_jax.losses.reduction import check_same_heads, weighted_mean
 
 # TinyBERT zeroes score entries at or below this (the masked keys, whose bias is -10000).
 _MASKED_SCORE = -100.0
@@ -58,7 +59,7 @@ def attention_scores_mse(
       weights: optional (B,) example weights.
       faithful: reproduce the reference's averaging.
     """
-    _check_heads(teacher_scores, student_scores)
+    check_same_heads(teacher_scores, student_scores, "attention_scores_mse")
     t = teacher_scores.astype(jnp.float32)
     s = student_scores.astype(jnp.float32)
     if faithful or mask is None:
@@ -81,7 +82,7 @@ def attention_probs_mse(
     Averaged over heads and (real query, real key) pairs; ``faithful`` or ``mask=None`` counts
     every entry.
     """
-    _check_heads(teacher_probs, student_probs)
+    check_same_heads(teacher_probs, student_probs, "attention_probs_mse")
     sq = (student_probs.astype(jnp.float32) - teacher_probs.astype(jnp.float32)) ** 2
     pair = None if faithful or mask is None else _pair_mask(mask)
     return _masked_mean(sq, pair, weights)
@@ -124,10 +125,8 @@ def hidden_cosine(
     s = student_hidden.astype(jnp.float32)
     if t.shape != s.shape:
         raise ValueError(f"hidden_cosine: teacher {t.shape} vs student {s.shape} (project first)")
-    dot = (t * s).sum(-1)
-    norms = jnp.sqrt(jnp.maximum((t * t).sum(-1) * (s * s).sum(-1), 1e-24))
     tok = None if faithful or mask is None else mask.astype(jnp.float32)
-    return _masked_mean(1.0 - dot / norms, tok, weights)
+    return _masked_mean(optax.losses.cosine_distance(s, t, epsilon=1e-12), tok, weights)
 
 
 def soft_cross_entropy(
@@ -154,15 +153,9 @@ def soft_cross_entropy(
                 raise ValueError("soft_cross_entropy: faithful regression needs the gold labels")
             target = labels.astype(jnp.float32)
         return weighted_mean((s[:, 0] - target) ** 2, weights)
-    p_t = jax.nn.softmax(t / temperature, axis=-1)
-    per = -(p_t * jax.nn.log_softmax(s / temperature, axis=-1)).sum(-1)
+    per = optax.losses.softmax_cross_entropy(
+        s / temperature, jax.nn.softmax(t / temperature, axis=-1)
+    )
     if faithful:
         per = per / s.shape[-1]
     return weighted_mean(per, weights)
-
-
-def _check_heads(t: jax.Array, s: jax.Array) -> None:
-    if t.shape[1] != s.shape[1]:
-        raise ValueError(
-            f"attention losses need equal head counts: teacher {t.shape[1]}, student {s.shape[1]}"
-        )

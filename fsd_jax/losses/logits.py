@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from fsd_jax.losses.reduction import weighted_mean
 
 
-def weighted_mean(values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """Mean of per-example ``values`` (B,) over examples with non-zero weight."""
-    values = values.astype(jnp.float32)
-    if weights is None:
-        return values.mean()
-    weights = weights.astype(jnp.float32)
-    return (values * weights).sum() / jnp.maximum(weights.sum(), 1e-12)
+def softmax_kl(
+    teacher_logits: jax.Array, student_logits: jax.Array, temperature: float | jax.Array = 1.0
+) -> jax.Array:
+    """``KL(softmax(t / T) ‖ softmax(s / T))`` along the last axis, in float32 (optax's KL on
+    log-probabilities)."""
+    t = jnp.asarray(temperature, jnp.float32)
+    log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+    log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
+    return optax.losses.kl_divergence_with_log_targets(log_ps, log_pt)
 
 
 def cross_entropy(
@@ -75,7 +80,4 @@ def kd(
             return jnp.zeros((), jnp.float32)
         return mse(student_logits, teacher_logits, weights)
     t = jnp.asarray(temperature, jnp.float32)
-    log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
-    log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
-    kl = (jnp.exp(log_pt) * (log_pt - log_ps)).sum(-1)
-    return t * t * weighted_mean(kl, weights)
+    return t * t * weighted_mean(softmax_kl(teacher_logits, student_logits, t), weights)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from fsd_jax.losses.logits import weighted_mean
+from fsd_jax.losses.reduction import weighted_mean
 
 
 def pkd_teacher_layers(num_teacher: int, num_student: int, mode: str = "skip") -> tuple[int, ...]:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from fsd_jax.distances import squared_distances_from_gram
+from fsd_jax.losses.reduction import example_mask
 
 
 def smooth_l1(x: jax.Array) -> jax.Array:
-    """Huber with β = 1 (PyTorch's ``smooth_l1_loss``): 0.5x² if |x| < 1 else |x| − 0.5."""
-    ax = jnp.abs(x)
-    return jnp.where(ax < 1.0, 0.5 * x * x, ax - 0.5)
+    """Huber with β = 1 (PyTorch's ``smooth_l1_loss``): 0.5x² if |x| < 1 else |x| − 0.5
+    (optax's ``huber_loss``)."""
+    return optax.losses.huber_loss(x, delta=1.0)
 
 
 def _gram(e: jax.Array) -> jax.Array:
@@ -22,16 +26,10 @@ def _gram(e: jax.Array) -> jax.Array:
     return jnp.matmul(e, e.T, precision=jax.lax.Precision.HIGHEST)
 
 
-def _rows(batch: int, weights: jax.Array | None) -> jax.Array:
-    return jnp.ones((batch,), jnp.float32) if weights is None else (weights > 0).astype(jnp.float32)
-
-
 def pairwise_distances(e: jax.Array) -> jax.Array:
     """Euclidean distances (B, B) as the reference's pdist: squared distances clamped at 1e-12,
     diagonal 0."""
-    g = _gram(e)
-    d2 = jnp.diag(g)[:, None] + jnp.diag(g)[None, :] - 2.0 * g
-    d = jnp.sqrt(jnp.maximum(d2, 1e-12))
+    d = jnp.sqrt(jnp.maximum(squared_distances_from_gram(_gram(e)), 1e-12))
     return d * (1.0 - jnp.eye(d.shape[0], dtype=d.dtype))
 
 
@@ -54,7 +52,7 @@ def rkd_distance(
       student_emb: (B, D_s).
       weights: optional (B,) example weights.
     """
-    valid = _rows(teacher_emb.shape[0], weights)
+    valid = example_mask(teacher_emb.shape[0], weights).astype(jnp.float32)
     t = jax.lax.stop_gradient(_distance_potential(teacher_emb, valid))
     s = _distance_potential(student_emb, valid)
     pair = valid[:, None] * valid[None, :]
@@ -71,7 +69,7 @@ def angle_potential(e: jax.Array) -> jax.Array:
     diag = jnp.diag(g)
     # dot[a, b, c] = G_bc − G_ab − G_ac + G_aa
     dot = g[None, :, :] - g[:, :, None] - g[:, None, :] + diag[:, None, None]
-    d2 = diag[:, None] + diag[None, :] - 2.0 * g  # ||e_b − e_a||² at [a, b]
+    d2 = squared_distances_from_gram(g)  # ||e_b − e_a||² at [a, b]
     # A zero difference vector gives cosine 0 in the reference (it normalises a zero vector).
     # In the Gram form float32 cancellation leaves ~1e-7·(G_aa + G_bb) instead of 0, so pairs
     # below that are treated as zero; their norm is set to 1 so that no gradient blows up.
@@ -86,7 +84,7 @@ def rkd_angle(
     teacher_emb: jax.Array, student_emb: jax.Array, weights: jax.Array | None = None
 ) -> jax.Array:
     """RKD-A: smooth-L1 between angle potentials, mean over the B³ triplets of valid examples."""
-    valid = _rows(teacher_emb.shape[0], weights)
+    valid = example_mask(teacher_emb.shape[0], weights).astype(jnp.float32)
     t = jax.lax.stop_gradient(angle_potential(teacher_emb))
     s = angle_potential(student_emb)
     trip = valid[:, None, None] * valid[None, :, None] * valid[None, None, :]
