@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fsd_jax"
-LEAVES = ("fsd_jax.cka", "fsd_jax.masking", "fsd_jax.losses")
+LEAVES = ("fsd_jax.cka", "fsd_jax.masking", "fsd_jax.losses", "fsd_jax.distances")
 ABOVE_LEAVES = ("fsd_jax.models", "fsd_jax.train", "fsd_jax.data", "fsd_jax.terms")
 
 

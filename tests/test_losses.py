@@ -50,10 +50,10 @@ def test_kd_matches_numpy_and_weights():
     np.testing.assert_allclose(losses.kd(zs, zt, T, w), ref[w > 0].mean(), rtol=1e-5)
 
 
-def test_kd_regression_is_mse_to_teacher_and_faithful_zero():
+def test_kd_regression_is_mse_to_teacher_and_reference_zero():
     zs, zt = RNG.normal(size=(6, 1)), RNG.normal(size=(6, 1))
     np.testing.assert_allclose(losses.kd(zs, zt, 5.0), ((zs - zt) ** 2).mean(), rtol=1e-5)
-    assert float(losses.kd(zs, zt, 5.0, faithful=True)) == 0.0
+    assert float(losses.kd_reference(zs, zt, 5.0)) == 0.0
 
 
 def test_cross_entropy_and_mse():
@@ -65,7 +65,7 @@ def test_cross_entropy_and_mse():
 
 
 # ---------------------------------------------------------------- FSD intra / local
-def test_fsd_intra_matches_numpy_masked_and_faithful():
+def test_fsd_intra_matches_numpy_masked_and_reference():
     t, s, mask, lengths = _hidden()
     per = np.array([np_cka(t[b, :k], s[b, :k]) for b, k in enumerate(lengths)])
     np.testing.assert_allclose(
@@ -73,7 +73,7 @@ def test_fsd_intra_matches_numpy_masked_and_faithful():
     )
     full = np.array([np_cka(t[b], s[b]) for b in range(len(t))])
     np.testing.assert_allclose(
-        losses.fsd_intra(t, s, mask, faithful=True), -np.log(np.abs(full).mean() + 1e-8), rtol=1e-5
+        losses.fsd_intra_reference(t, s), -np.log(np.abs(full).mean() + 1e-8), rtol=1e-5
     )
 
 
@@ -92,7 +92,7 @@ def test_fsd_local_matches_numpy():
     ref = -np.log(abs(np_cka(ft, fs)) + 1e-8)
     np.testing.assert_allclose(losses.fsd_local(t, s, mask), ref, rtol=1e-5)
     raw = -np.log(abs(np_cka(t.reshape(4, -1), s.reshape(4, -1))) + 1e-8)
-    np.testing.assert_allclose(losses.fsd_local(t, s, mask, faithful=True), raw, rtol=1e-5)
+    np.testing.assert_allclose(losses.fsd_local_reference(t, s), raw, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- partial batches
@@ -109,7 +109,7 @@ def _partial_cases():
         ("fsd_intra", lambda w, k: losses.fsd_intra(t[:k], s[:k], mask[:k], w)),
         (
             "fsd_intra_faithful",
-            lambda w, k: losses.fsd_intra(t[:k], s[:k], mask[:k], w, faithful=True),
+            lambda w, k: losses.fsd_intra_reference(t[:k], s[:k], w),
         ),
         ("fsd_local", lambda w, k: losses.fsd_local(t[:k], s[:k], mask[:k], w)),
         ("pkd", lambda w, k: losses.pkd([x[:k] for x in tt], [x[:k] for x in ss], mask[:k], w)),

@@ -195,3 +195,58 @@ def test_distill_rejects_a_teacher_for_another_task(tiny_teacher, tmp_path):
     cfg.model.name_or_path = str(tiny_teacher)
     with pytest.raises(ValueError, match="task stsb needs 1"):
         run_distill(cfg, tmp_path / "x")
+
+
+def test_faithful_terms_compute_the_named_reference_losses():
+    """``faithful=True`` on a term runs the loss's reference variant (padding counted), and
+    the default the masked loss: the two differ on a padded batch."""
+    from fsd_jax.models.bert import BertOutput
+    from fsd_jax.terms import TERMS
+    from fsd_jax.terms.spec import Context
+
+    rng = np.random.default_rng(0)
+    b, n, k = 6, 10, 4
+    mask = (np.arange(n)[None] < rng.integers(3, n, b)[:, None]).astype(np.int32)
+    hidden = lambda d: tuple(rng.normal(size=(b, n, d)).astype(np.float32) for _ in range(3))  # noqa: E731
+    logits = lambda: rng.normal(size=(b, 1)).astype(np.float32)  # noqa: E731  (regression)
+    t_h, s_h = hidden(12), hidden(8)
+    t_mem = rng.normal(size=(k, n, 12)).astype(np.float32)
+    s_mem = rng.normal(size=(k, n, 8)).astype(np.float32)
+    batch = {"attention_mask": mask, "weights": np.array([1, 1, 1, 1, 1, 0], np.float32)}
+    ctx = Context(
+        BertOutput(logits(), None, t_h, None),
+        BertOutput(logits(), None, s_h, None),
+        batch,
+        teacher_memory=t_mem,
+        teacher_memory_gram=losses.memory_gram(t_mem),
+        student_memory=s_mem,
+    )
+    w = batch["weights"]
+    expected = {
+        "fsd_intra": (
+            losses.fsd_intra(t_h[1], s_h[1], mask, w),
+            losses.fsd_intra_reference(t_h[1], s_h[1], w),
+        ),
+        "fsd_local": (
+            losses.fsd_local(t_h[1], s_h[1], mask, w),
+            losses.fsd_local_reference(t_h[1], s_h[1], w),
+        ),
+        "fsd_g": (
+            losses.fsd_global(t_h[1], s_h[1], t_mem, s_mem, mask, w),
+            losses.fsd_global(t_h[1], s_h[1], t_mem, s_mem, None, w),
+        ),
+        "kd": (
+            losses.kd(ctx.student.logits, ctx.teacher.logits, 2.0, w),
+            losses.kd_reference(ctx.student.logits, ctx.teacher.logits, 2.0, w),
+        ),
+    }
+    for name, (default, reference) in expected.items():
+        spec = TERMS[name]
+        got = {}
+        for faithful in (False, True):
+            o = {**spec.defaults, "teacher_layer": 1, "student_layer": 1, "temperature": 2.0}
+            out = spec.fn(ctx, {**o, "faithful": faithful})
+            got[faithful] = float(out["total"] if isinstance(out, dict) else out)
+        np.testing.assert_allclose(got[False], float(default), rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got[True], float(reference), rtol=1e-6, err_msg=name)
+        assert abs(got[True] - got[False]) > 1e-4, name  # the variants are not the same loss

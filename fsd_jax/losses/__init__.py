@@ -11,7 +11,9 @@ from fsd_jax.losses.fsd import (
     fsd_global,
     fsd_global_terms,
     fsd_intra,
+    fsd_intra_reference,
     fsd_local,
+    fsd_local_reference,
     memory_gram,
 )
 from fsd_jax.losses.intermediate import (
@@ -22,7 +24,7 @@ from fsd_jax.losses.intermediate import (
     soft_cross_entropy,
 )
 from fsd_jax.losses.lad import init_lad_gates, lad_aggregate
-from fsd_jax.losses.logits import cross_entropy, kd, label_loss, mse, softmax_kl
+from fsd_jax.losses.logits import cross_entropy, kd, kd_reference, label_loss, mse, softmax_kl
 from fsd_jax.losses.patient import pkd, pkd_teacher_layers
 from fsd_jax.losses.reduction import weighted_mean
 from fsd_jax.losses.relational import (
@@ -44,11 +46,14 @@ __all__ = [
     "fsd_global",
     "fsd_global_terms",
     "fsd_intra",
+    "fsd_intra_reference",
     "fsd_local",
+    "fsd_local_reference",
     "hidden_cosine",
     "hidden_mse",
     "init_lad_gates",
     "kd",
+    "kd_reference",
     "label_loss",
     "lad_aggregate",
     "memory_gram",

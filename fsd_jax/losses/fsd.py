@@ -20,37 +20,57 @@ def _neg_log(cka: jax.Array) -> jax.Array:
     return -jnp.log(jnp.abs(cka) + _EPS)
 
 
+def _per_example_cka(
+    teacher_hidden: jax.Array,
+    student_hidden: jax.Array,
+    mask: jax.Array | None,
+    weights: jax.Array | None,
+) -> jax.Array:
+    """(B,) linear CKA of each example's token Grams, all in one batched call (one einsum per
+    side, not a vmap); examples of weight 0 are masked whole, whatever they hold."""
+    if mask is None:
+        mask = jnp.ones(teacher_hidden.shape[:2], bool)
+    rows = mask.astype(bool) & example_mask(teacher_hidden.shape[0], weights)[:, None]
+    return linear_cka(teacher_hidden, student_hidden, mask=rows)
+
+
 def fsd_intra(
     teacher_hidden: jax.Array,
     student_hidden: jax.Array,
     mask: jax.Array | None = None,
     weights: jax.Array | None = None,
-    *,
-    faithful: bool = False,
 ) -> jax.Array:
-    """FSD-I: token × token structure inside each example (paper §3, METHODS.md §2.3).
+    """FSD-I: token × token structure inside each example (paper §3, docs/methods.md §2.3).
 
-    Default: per example, linear CKA over its real tokens (padding masked), loss
+    Per example, linear CKA over its real tokens (padding masked), loss
     ``−log(|CKA_b| + 1e-8)`` averaged over the (weighted) examples, so the same examples padded
-    to any length give the same loss; examples of weight 0 are masked whole (whatever they
-    hold), and with no weighted example the loss is 0. ``faithful=True`` is the reference code:
-    every position counts, and the loss is ``−log(mean_b |CKA_b| + 1e-8)``. All examples' CKAs
-    are one batched call (one einsum per side), not a vmap.
+    to any length give the same loss; with no weighted example the loss is 0.
+    :func:`fsd_intra_reference` is the reference code's variant.
 
     Args:
       teacher_hidden: (B, L, d_t).
       student_hidden: (B, L, d_s).
       mask: (B, L) token mask (1 = real token).
       weights: optional (B,) example weights.
-      faithful: reproduce the reference implementation.
     """
-    if mask is None or faithful:
-        mask = jnp.ones(teacher_hidden.shape[:2], bool)
-    rows = mask.astype(bool) & example_mask(teacher_hidden.shape[0], weights)[:, None]
-    per_example = linear_cka(teacher_hidden, student_hidden, mask=rows)
-    if faithful:
-        return -jnp.log(weighted_mean(jnp.abs(per_example), weights) + _EPS)
+    per_example = _per_example_cka(teacher_hidden, student_hidden, mask, weights)
     return weighted_mean(_neg_log(per_example), weights)
+
+
+def fsd_intra_reference(
+    teacher_hidden: jax.Array, student_hidden: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+    """FSD-I as the reference code computes it (maroo-sky/FSD, docs/methods.md §2.3, §9):
+    every position counts, padding included, and the loss is ``−log(mean_b |CKA_b| + 1e-8)``
+    (the mean inside the log).
+
+    Args:
+      teacher_hidden: (B, L, d_t).
+      student_hidden: (B, L, d_s).
+      weights: optional (B,) example weights (weight 0: left out of the mean).
+    """
+    per_example = _per_example_cka(teacher_hidden, student_hidden, None, weights)
+    return -jnp.log(weighted_mean(jnp.abs(per_example), weights) + _EPS)
 
 
 def flatten_tokens(hidden: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -67,32 +87,34 @@ def fsd_local(
     student_hidden: jax.Array,
     mask: jax.Array | None = None,
     weights: jax.Array | None = None,
-    *,
-    faithful: bool = False,
 ) -> jax.Array:
-    """FSD-L: example × example structure of the mini-batch (METHODS.md §2.4).
+    """FSD-L: example × example structure of the mini-batch (docs/methods.md §2.4).
 
     ``−log(|CKA(flat(H_t), flat(H_s))| + 1e-8)`` over the B×B Gram matrices of the flattened
-    (L·d) features. Default: padding positions zeroed before flattening, so extra padding adds
-    only zero columns; zero-weight rows (a padded last batch) are left out of the Grams, and
-    with no weighted row the loss is 0 (as :func:`fsd_intra`'s). ``faithful=True`` keeps the
-    hidden states of padding positions, as the reference does.
+    (L·d) features. Padding positions are zeroed before flattening, so extra padding adds only
+    zero columns; zero-weight rows (a padded last batch) are left out of the Grams, and with no
+    weighted row the loss is 0 (as :func:`fsd_intra`'s). The reference code keeps the hidden
+    states of padding positions: :func:`fsd_local_reference`, or ``mask=None``.
 
     Args:
       teacher_hidden: (B, L, d_t).
       student_hidden: (B, L, d_s).
-      mask: (B, L) token mask.
+      mask: (B, L) token mask; None: every position counts.
       weights: optional (B,) example weights; rows with weight 0 are excluded.
-      faithful: reproduce the reference implementation.
     """
-    token_mask = None if faithful else mask
     rows = example_mask(teacher_hidden.shape[0], weights)
     cka = linear_cka(
-        flatten_tokens(teacher_hidden, token_mask),
-        flatten_tokens(student_hidden, token_mask),
-        mask=rows,
+        flatten_tokens(teacher_hidden, mask), flatten_tokens(student_hidden, mask), mask=rows
     )
     return jnp.where(rows.any(), _neg_log(cka), 0.0)
+
+
+def fsd_local_reference(
+    teacher_hidden: jax.Array, student_hidden: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+    """FSD-L as the reference code computes it (maroo-sky/FSD, docs/methods.md §2.4): the
+    flattened features include the hidden states of padding positions."""
+    return fsd_local(teacher_hidden, student_hidden, None, weights)
 
 
 def _memory_relations(
@@ -137,7 +159,6 @@ def fsd_global_terms(
     weights: jax.Array | None = None,
     *,
     gamma_m: float = 0.5,
-    faithful: bool = False,
     eps: float = 1e-8,
     teacher_memory_gram: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
@@ -153,21 +174,18 @@ def fsd_global_terms(
       student_hidden: (B, L, d_s).
       teacher_memory: (K, L_m, d_t) centroids, L_m >= L.
       student_memory: (K, L_m, d_s) trainable student memory.
-      mask: (B, L) token mask; ``faithful=True`` ignores it (full vectors, as the reference).
+      mask: (B, L) token mask; None compares the full (padded) vectors, as the reference code
+        does (docs/methods.md §2.5).
       weights: optional (B,) example weights.
       gamma_m: weight of the distance term against the cosine term.
-      faithful: compare full (padded) vectors.
       eps: inside the square root of both distances.
       teacher_memory_gram: :func:`memory_gram` of ``teacher_memory``, if precomputed.
 
     Returns:
       ``{"total", "distance", "cosine", "memory_cka"}`` scalars.
     """
-    token_mask = None if faithful else mask
-    e_t, c_t = _memory_relations(
-        teacher_hidden, jax.lax.stop_gradient(teacher_memory), token_mask, eps
-    )
-    e_s, c_s = _memory_relations(student_hidden, student_memory, token_mask, eps)
+    e_t, c_t = _memory_relations(teacher_hidden, jax.lax.stop_gradient(teacher_memory), mask, eps)
+    e_s, c_s = _memory_relations(student_hidden, student_memory, mask, eps)
     dist = weighted_mean(((e_s - jax.lax.stop_gradient(e_t)) ** 2).mean(1), weights)
     cos = weighted_mean(((c_s - jax.lax.stop_gradient(c_t)) ** 2).mean(1), weights)
     if teacher_memory_gram is None:

@@ -58,26 +58,33 @@ def kd(
     teacher_logits: jax.Array,
     temperature: float,
     weights: jax.Array | None = None,
-    *,
-    faithful: bool = False,
 ) -> jax.Array:
     """Hinton KD: ``T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))``, mean over examples.
 
     Hinton et al., "Distilling the knowledge in a neural network", 2015; METHODS.md §0, §1.
     For a regression head (one logit) the soft targets are meaningless, so this is the MSE
-    to the teacher's output; ``faithful=True`` reproduces the FSD code, whose KD over a single
-    logit is identically 0 (METHODS.md §9 item 9).
+    to the teacher's output (:func:`kd_reference` is the FSD code's variant).
 
     Args:
       student_logits: (B, V).
       teacher_logits: (B, V), treated as constants by the caller.
       temperature: T > 0.
       weights: optional (B,) example weights.
-      faithful: see above (matters for V = 1 only).
     """
     if student_logits.shape[-1] == 1:
-        if faithful:
-            return jnp.zeros((), jnp.float32)
         return mse(student_logits, teacher_logits, weights)
     t = jnp.asarray(temperature, jnp.float32)
     return t * t * weighted_mean(softmax_kl(teacher_logits, student_logits, t), weights)
+
+
+def kd_reference(
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    temperature: float,
+    weights: jax.Array | None = None,
+) -> jax.Array:
+    """KD as the FSD code computes it: :func:`kd`, except that for a regression head (one
+    logit) the softmax over a single logit makes the loss identically 0 (METHODS.md §9 item 9)."""
+    if student_logits.shape[-1] == 1:
+        return jnp.zeros((), jnp.float32)
+    return kd(student_logits, teacher_logits, temperature, weights)

@@ -10,38 +10,36 @@ from fsd_jax import losses
 from fsd_jax.terms.spec import PENULTIMATE, Context, TermSpec, teacher_layer
 
 
-def fsd_intra(ctx: Context, o: dict) -> jax.Array:
-    return losses.fsd_intra(
+def _pair(ctx: Context, o: dict) -> tuple[jax.Array, jax.Array]:
+    return (
         ctx.teacher.hidden_states[o["teacher_layer"]],
         ctx.student.hidden_states[o["student_layer"]],
-        ctx.mask,
-        ctx.weights,
-        faithful=o["faithful"],
     )
+
+
+# faithful: the reference code's variant of each loss (padding counted; docs/methods.md §9)
+def fsd_intra(ctx: Context, o: dict) -> jax.Array:
+    if o["faithful"]:
+        return losses.fsd_intra_reference(*_pair(ctx, o), ctx.weights)
+    return losses.fsd_intra(*_pair(ctx, o), ctx.mask, ctx.weights)
 
 
 def fsd_local(ctx: Context, o: dict) -> jax.Array:
-    return losses.fsd_local(
-        ctx.teacher.hidden_states[o["teacher_layer"]],
-        ctx.student.hidden_states[o["student_layer"]],
-        ctx.mask,
-        ctx.weights,
-        faithful=o["faithful"],
-    )
+    if o["faithful"]:
+        return losses.fsd_local_reference(*_pair(ctx, o), ctx.weights)
+    return losses.fsd_local(*_pair(ctx, o), ctx.mask, ctx.weights)
 
 
 def fsd_g(ctx: Context, o: dict) -> dict:
     if ctx.teacher_memory is None or ctx.student_memory is None:
         raise ValueError("objective.fsd_g: the step has no teacher memory or student memory")
     return losses.fsd_global_terms(
-        ctx.teacher.hidden_states[o["teacher_layer"]],
-        ctx.student.hidden_states[o["student_layer"]],
+        *_pair(ctx, o),
         ctx.teacher_memory,
         ctx.student_memory,
-        ctx.mask,
+        None if o["faithful"] else ctx.mask,  # the reference compares full padded vectors
         ctx.weights,
         gamma_m=o["gamma_m"],
-        faithful=o["faithful"],
         teacher_memory_gram=ctx.teacher_memory_gram,
     )
 

@@ -13,13 +13,9 @@ def ce(ctx: Context, o: dict) -> jax.Array:
 
 
 def kd(ctx: Context, o: dict) -> jax.Array:
-    return losses.kd(
-        ctx.student.logits,
-        ctx.teacher.logits,
-        o["temperature"],
-        ctx.weights,
-        faithful=o["faithful"],
-    )
+    # faithful: the FSD code's KD (0 on a regression head)
+    fn = losses.kd_reference if o["faithful"] else losses.kd
+    return fn(ctx.student.logits, ctx.teacher.logits, o["temperature"], ctx.weights)
 
 
 TERMS = {
