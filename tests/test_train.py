@@ -238,11 +238,31 @@ def test_bucketed_training_matches_full_padding(tiny_checkpoint, tmp_path):
     assert bucketed["dev"]["dev"]["accuracy"] == full["dev"]["dev"]["accuracy"]
 
 
-def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+def _fit_ten_steps(step, batches, ck, writer):
+    """``fit`` over 10 steps of a fake train step, a checkpoint every 3 and one log at step 10."""
     import optax
 
-    from fsd_jax.train.loop import NonFiniteLossError, fit
+    from fsd_jax.train.loop import fit
     from fsd_jax.train.state import TrainState
+
+    fit(
+        TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
+        step,
+        batches,
+        steps_per_epoch=10,
+        total_steps=10,
+        checkpointer=ck,
+        writer=writer,
+        fingerprint={},
+        checkpoint_every=3,
+        log_every=10,
+        progress=False,
+    )
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+
+    from fsd_jax.train.loop import NonFiniteLossError
     from fsd_jax.train.writer import MetricWriter
 
     def step(state, batch):
@@ -258,19 +278,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
     with pytest.raises(
         NonFiniteLossError, match=r"loss is nan in steps 1..6 \(checkpoint of step 3 kept\)"
     ):
-        fit(
-            TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
-            step,
-            batches,
-            steps_per_epoch=10,
-            total_steps=10,
-            checkpointer=ck,
-            writer=writer,
-            fingerprint={},
-            checkpoint_every=3,
-            log_every=10,  # caught by the check before the step-6 checkpoint
-            progress=False,
-        )
+        _fit_ten_steps(step, batches, ck, writer)  # log_every 10: caught before the step-6 save
     ck.wait()
     assert ck.manager.all_steps() == [3]
     ck.close()
@@ -279,14 +287,11 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
 def test_out_of_memory_is_one_line_naming_the_batch_and_keeps_the_checkpoint(
     tmp_path, capsys, tiny_config
 ):
-    import optax
 
     from fsd_jax import cli
     from fsd_jax.data import get_task
     from fsd_jax.train.evaluate import evaluate
-    from fsd_jax.train.loop import fit
     from fsd_jax.train.oom import OutOfMemoryError
-    from fsd_jax.train.state import TrainState
     from fsd_jax.train.writer import MetricWriter
 
     oom = jax.errors.JaxRuntimeError(
@@ -306,19 +311,7 @@ def test_out_of_memory_is_one_line_naming_the_batch_and_keeps_the_checkpoint(
     ck = Checkpointer(tmp_path / "ck")
 
     def train(step=step):
-        fit(
-            TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
-            step,
-            batches,
-            steps_per_epoch=10,
-            total_steps=10,
-            checkpointer=ck,
-            writer=MetricWriter(tmp_path, tensorboard=False),
-            fingerprint={},
-            checkpoint_every=3,
-            log_every=10,
-            progress=False,
-        )
+        _fit_ten_steps(step, batches, ck, MetricWriter(tmp_path, tensorboard=False))
 
     with pytest.raises(OutOfMemoryError) as e:
         train()
