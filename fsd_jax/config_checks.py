@@ -41,6 +41,11 @@ _rule(
     "mesh.model",
 )
 _rule(lambda x: _integer(x) and x >= 0, "an integer >= 0", "train.max_steps", "seed")
+_rule(
+    lambda x: _integer(x) and x >= 0,
+    "an integer >= 0 (0: no gradient-balance probe)",
+    "train.balance_every",
+)
 _rule(lambda x: _number(x) and x >= 0, "a number >= 0", "train.num_epochs")
 _rule(lambda x: _number(x) and 0 <= x < 1, "a number in [0, 1)", "train.warmup_ratio")
 _rule(lambda x: _number(x) and 0 <= x < 1, "a number in [0, 1)", "train.adam_b1", "train.adam_b2")

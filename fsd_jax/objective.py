@@ -20,21 +20,22 @@ Batch = Mapping[str, jax.Array]
 TeacherOutputs = Callable[[Any, Batch], BertOutput]
 
 
-def make_distill_objective(
+def make_distill_terms(
     student: BertForSequenceClassification,
     teacher: BertForSequenceClassification,
     terms: tuple[Term, ...],
     *,
     teacher_outputs: TeacherOutputs | None = None,
 ) -> Callable:
-    """``objective(params, batch, key, teacher_params, teacher_memory=None,
-    teacher_memory_gram=None, *, aux=None) -> (loss, (metrics, new_aux))``.
+    """``term_losses(params, batch, key, teacher_params, teacher_memory=None,
+    teacher_memory_gram=None, *, aux=None) -> (weighted, (metrics, new_aux))``: each term's
+    weighted loss (``weighted``: name → weight · value, in the order of ``terms``).
 
     ``params`` is ``{"student": ...}``, plus ``"memory"`` (the student memory) when a term uses
     one, plus the terms' extra tables. The teacher runs in eval mode under ``stop_gradient``;
     the student with dropout. ``teacher_outputs`` replaces the teacher's forward pass, e.g.
     :func:`fsd_jax.teacher_cache.cached_teacher`, which reads them from the batch.
-    Metrics hold the total, each term's unweighted value and the parts of composite terms
+    Metrics hold each term's unweighted value and the parts of composite terms
     (``fsd_g/distance``, ...); ``new_aux`` is the stateful terms' new state (``aux`` unchanged
     when no term has state). ``teacher_memory_gram`` (:func:`fsd_jax.losses.memory_gram` of
     the teacher memory) spares the step the teacher memory's Gram; without it, each step
@@ -54,7 +55,7 @@ def make_distill_objective(
 
     teacher_fn = teacher_outputs or live_teacher
 
-    def objective(
+    def term_losses(
         params,
         batch,
         key,
@@ -83,7 +84,7 @@ def make_distill_objective(
             params,
             aux,
         )
-        metrics, loss, new_aux = {}, jnp.zeros((), jnp.float32), dict(aux)
+        metrics, weighted, new_aux = {}, {}, dict(aux)
         for t in terms:
             value = TERMS[t.name].fn(ctx, t.options)
             if TERMS[t.name].init_aux is not None:
@@ -93,10 +94,40 @@ def make_distill_objective(
                 metrics.update({f"{t.name}/{k}": v for k, v in value.items() if k != "total"})
                 value = value["total"]
             metrics[t.name] = value.astype(jnp.float32)
-            loss = loss + t.weight * metrics[t.name]
+            weighted[t.name] = t.weight * metrics[t.name]
+        return weighted, (metrics, new_aux)
+
+    return term_losses
+
+
+def objective_of(term_losses: Callable) -> Callable:
+    """The objective ``(params, batch, key, *step_args, aux=None) -> (loss, (metrics,
+    new_aux))`` of :func:`fsd_jax.train.step.make_train_step`: the sum of the weighted terms of
+    ``term_losses`` (:func:`make_distill_terms`); metrics add the total as ``loss``."""
+
+    def objective(*args, aux=None):
+        weighted, (metrics, new_aux) = term_losses(*args, aux=aux)
+        loss = jnp.zeros((), jnp.float32)
+        for value in weighted.values():
+            loss = loss + value
         return loss, ({"loss": loss, **metrics}, new_aux)
 
     return objective
+
+
+def make_distill_objective(
+    student: BertForSequenceClassification,
+    teacher: BertForSequenceClassification,
+    terms: tuple[Term, ...],
+    *,
+    teacher_outputs: TeacherOutputs | None = None,
+) -> Callable:
+    """``objective(params, batch, key, teacher_params, teacher_memory=None,
+    teacher_memory_gram=None, *, aux=None) -> (loss, (metrics, new_aux))``: the weighted sum of
+    the terms of :func:`make_distill_terms` (same arguments), ``loss`` added to the metrics."""
+    return objective_of(
+        make_distill_terms(student, teacher, terms, teacher_outputs=teacher_outputs)
+    )
 
 
 def init_objective_state(

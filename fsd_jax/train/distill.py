@@ -21,16 +21,17 @@ from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.models.hf import has_trained_head
-from fsd_jax.objective import init_objective_state, make_distill_objective
+from fsd_jax.objective import init_objective_state, make_distill_terms, objective_of
 from fsd_jax.teacher_cache import build_teacher_cache, cached_teacher
 from fsd_jax.terms import cached_teacher_layers, needs_memory, parse_terms
+from fsd_jax.train.balance import GradientBalance
 from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
 from fsd_jax.train.teacher_memory import load_memory
 
 log = logging.getLogger(__name__)
 
 # train fields a config may lack (older configs) that a phase may still set
-_OPTIONAL_TRAIN = {"schedule", "group_learning_rates"}
+_OPTIONAL_TRAIN = {"schedule", "group_learning_rates", "balance_every"}
 
 
 def run_distill(
@@ -88,7 +89,9 @@ def run_distill(
         )
     use_cache, cache_layers = _teacher_cache_plan(config, terms, teacher, student)
     teacher_outputs = cached_teacher(terms, teacher.config, student.config) if use_cache else None
-    objective = make_distill_objective(student, teacher, terms, teacher_outputs=teacher_outputs)
+    term_losses = make_distill_terms(student, teacher, terms, teacher_outputs=teacher_outputs)
+    every = int(config.train.get("balance_every", 0))
+    balance = GradientBalance(term_losses, tuple(t.name for t in terms), every) if every else None
     extra_params, aux = init_objective_state(
         terms, teacher.config, student.config, int(config.data.max_seq_length), config.seed
     )
@@ -161,13 +164,14 @@ def run_distill(
         tokenizer=tokenizer,
         model=student,
         params=params,
-        objective=objective,
+        objective=objective_of(term_losses),
         step_args=step_args,
         on_step=on_step,
         extra_results=extra,
         model_params=lambda p: p["student"],
         aux=aux,
         batch_transform=batch_transform,
+        balance=balance,
     )
 
 
@@ -196,6 +200,7 @@ _PHASE_SUMMARY = (
     "epochs",
     "train_examples",
     "train_examples_per_s",
+    "gradient_balance",
 )
 
 

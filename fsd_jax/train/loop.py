@@ -123,12 +123,18 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     step_args: tuple = (),
+    probe: Callable[..., dict[str, float]] | None = None,
+    probe_every: int = 0,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Run ``train_step`` from ``state.step`` to ``total_steps``.
 
     The data order depends only on the step (epoch = step // steps_per_epoch), so a resumed
     run sees exactly the batches the interrupted one would have. Metrics are summed on the
     device and fetched every ``log_every`` steps, so the loop does not wait on the device.
+    ``probe(state, batch, *step_args) -> scalars`` (the gradient balance) runs before the first
+    step of a run from scratch and before every step whose number is a multiple of
+    ``probe_every``, on that step's state and batch; its scalars go to the writer under
+    ``balance/`` at that step number, and its time is left out of the throughput.
 
     Returns:
       The final state and statistics: throughput (examples/s excludes the first, compiling
@@ -141,6 +147,7 @@ def fit(
     examples = 0.0
     t0 = time.perf_counter()
     t_first = None
+    probe_s = 0.0
     last: dict[str, float] = {}
     bar = tqdm(
         total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
@@ -154,6 +161,14 @@ def fit(
                 for batch in batches(epoch, offset):
                     if "input_ids" in batch:
                         shape = tuple(np.shape(batch["input_ids"]))
+                    if probe is not None and (
+                        step == 0 or (probe_every > 0 and (step + 1) % probe_every == 0)
+                    ):
+                        jax.block_until_ready(state.step)
+                        t_probe = time.perf_counter()
+                        writer.write(step + 1, probe(state, batch, *step_args), prefix="balance/")
+                        if t_first is not None:
+                            probe_s += time.perf_counter() - t_probe
                     state, metrics = train_step(state, batch, *step_args)
                     step += 1
                     if t_first is None:
@@ -204,11 +219,12 @@ def fit(
         ) from None
     bar.close()
     end = time.perf_counter()
-    steady = end - t_first if t_first is not None else 0.0
+    steady = end - t_first - probe_s if t_first is not None else 0.0
     stats = {
         "steps": total_steps,
         "steps_this_run": total_steps - start,
         "wall_time_s": end - t0,
+        **({"probe_s": probe_s} if probe is not None else {}),
         "train_examples_per_s": examples / steady if steady > 0 else float("nan"),
         "train_metrics": last,
     }

@@ -22,6 +22,7 @@ from fsd_jax.data import (
     num_batches,
 )
 from fsd_jax.models import BertForSequenceClassification, save_pretrained
+from fsd_jax.train.balance import GradientBalance, read_probes, summarise
 from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.evaluate import evaluate
 from fsd_jax.train.loop import fit, restore
@@ -45,6 +46,7 @@ _NOT_FINGERPRINTED = {
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "train.log_every",
+    "train.balance_every",  # the probe reads the step, it does not change it
     "mesh.data",  # results do not depend on the device layout (tests/test_sharding.py)
     "mesh.model",
     "multihost",
@@ -118,6 +120,7 @@ def train_and_evaluate(
     model_params: Callable[[Any], Any] = lambda p: p,
     aux: Any = None,
     batch_transform: Callable[[Any, Any], Callable[[dict], dict]] | None = None,
+    balance: GradientBalance | None = None,
 ) -> dict:
     """Train ``params`` on ``objective`` (resuming from ``workdir``), evaluate, export.
 
@@ -127,7 +130,8 @@ def train_and_evaluate(
     training-only tables such as a student memory; those are checkpointed, not exported).
     ``aux`` is the initial non-trainable step state of a stateful objective.
     ``batch_transform(train_data, pad_to)`` returns a function applied to every training batch
-    (e.g. adding cached teacher outputs).
+    (e.g. adding cached teacher outputs). ``balance`` probes the gradient balance of the
+    objective's terms (``balance/`` scalars in the logs, their medians in the results).
     """
     workdir = Path(workdir)
     t = config.train
@@ -175,6 +179,7 @@ def train_and_evaluate(
     try:
         transform = batch_transform(train, pad_to) if batch_transform else None
         step = sharder.jit_train_step(make_train_step(objective), state, step_args)
+        probe = balance.probe(sharder, state, step_args) if balance else None
 
         def batches(epoch, start):
             it = iterate_batches(
@@ -204,6 +209,8 @@ def train_and_evaluate(
             progress=config.progress and primary,
             desc=f"{config.stage} {task.name}",
             step_args=step_args,
+            probe=probe,
+            probe_every=balance.every if balance else 0,
         )
         metrics, _ = evaluate(
             model,
@@ -225,6 +232,10 @@ def train_and_evaluate(
         export = str(workdir / "export")
         if primary:
             save_pretrained(export, model, model_params(state.params), tokenizer)
+    if balance is not None:
+        probes = read_probes(workdir / "metrics.jsonl", total) if primary else []
+        if probes:
+            stats["gradient_balance"] = summarise(probes)
     results = {
         "task": task.name,
         "stage": config.stage,

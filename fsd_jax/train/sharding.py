@@ -130,14 +130,21 @@ class Sharder:
     def jit_train_step(self, train_step: Callable, state: Any, step_args: tuple) -> Callable:
         """``step(state, numpy_batch, *step_args)``: the jitted, sharded, state-donating step."""
         state_sh = self.state_shardings(state)
+        return self._jit(train_step, state, step_args, (state_sh, self.replicated()), donate=True)
+
+    def jit_probe(self, probe: Callable, state: Any, step_args: tuple) -> Callable:
+        """``probe(state, numpy_batch, *step_args)`` jitted as the train step is, without
+        donating the state; its outputs replicated (e.g. the gradient-balance probe)."""
+        return self._jit(probe, state, step_args, self.replicated(), donate=False)
+
+    def _jit(self, fn: Callable, state: Any, step_args: tuple, out: Any, donate: bool) -> Callable:
         args_sh = tuple(jax.tree.map(lambda _: self.replicated(), a) for a in step_args)
         jitted = jax.jit(
-            train_step,
-            in_shardings=(state_sh, self.batch_sharding(), *args_sh),
-            out_shardings=(state_sh, self.replicated()),
-            donate_argnums=0,
+            fn,
+            in_shardings=(self.state_shardings(state), self.batch_sharding(), *args_sh),
+            out_shardings=out,
+            donate_argnums=0 if donate else (),
         )
-
         return ShardedStep(jitted, self.put_batch)
 
     def put_args(self, step_args: tuple) -> tuple:

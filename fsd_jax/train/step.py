@@ -30,6 +30,13 @@ def supervised_objective(model: BertForSequenceClassification) -> Objective:
     return objective
 
 
+def step_keys(state) -> tuple[jax.Array, jax.Array]:
+    """(the state's next rng, this step's dropout key): what the train step draws from
+    ``state.rng``, so that a probe of the step (gradient balance) sees the same dropout."""
+    rng, key = jax.random.split(jax.random.wrap_key_data(state.rng))
+    return rng, key
+
+
 def make_train_step(objective: Objective) -> Callable:
     """``train_step(state, batch, *step_args) -> (state, metrics)``: one optimiser step.
 
@@ -39,7 +46,7 @@ def make_train_step(objective: Objective) -> Callable:
     """
 
     def train_step(state, batch, *step_args):
-        rng, key = jax.random.split(jax.random.wrap_key_data(state.rng))
+        rng, key = step_keys(state)
         grad_fn = jax.value_and_grad(objective, has_aux=True)
         (_, (metrics, aux)), grads = grad_fn(state.params, batch, key, *step_args, aux=state.aux)
         metrics = dict(metrics)
