@@ -212,7 +212,11 @@ def test_faithful_terms_compute_the_named_reference_losses():
     t_h, s_h = hidden(12), hidden(8)
     t_mem = rng.normal(size=(k, n, 12)).astype(np.float32)
     s_mem = rng.normal(size=(k, n, 8)).astype(np.float32)
-    batch = {"attention_mask": mask, "weights": np.array([1, 1, 1, 1, 1, 0], np.float32)}
+    batch = {
+        "attention_mask": mask,
+        "weights": np.array([1, 1, 1, 1, 1, 0], np.float32),
+        "labels": rng.normal(size=b).astype(np.float32),
+    }
     ctx = Context(
         BertOutput(logits(), None, t_h, None),
         BertOutput(logits(), None, s_h, None),
@@ -238,6 +242,12 @@ def test_faithful_terms_compute_the_named_reference_losses():
         "kd": (
             losses.kd(ctx.student.logits, ctx.teacher.logits, 2.0, w),
             losses.kd_reference(ctx.student.logits, ctx.teacher.logits, 2.0, w),
+        ),
+        "tiny_pred": (
+            losses.soft_cross_entropy(ctx.student.logits, ctx.teacher.logits, 2.0, w),
+            losses.soft_cross_entropy_reference(
+                ctx.student.logits, ctx.teacher.logits, 2.0, w, labels=batch["labels"]
+            ),
         ),
     }
     for name, (default, reference) in expected.items():

@@ -22,6 +22,7 @@ from fsd_jax.losses.intermediate import (
     hidden_cosine,
     hidden_mse,
     soft_cross_entropy,
+    soft_cross_entropy_reference,
 )
 from fsd_jax.losses.lad import init_lad_gates, lad_aggregate
 from fsd_jax.losses.logits import cross_entropy, kd, kd_reference, label_loss, mse, softmax_kl
@@ -66,6 +67,7 @@ __all__ = [
     "rkd_distance",
     "smooth_l1",
     "soft_cross_entropy",
+    "soft_cross_entropy_reference",
     "softmax_kl",
     "transport_simplex",
     "update_layer_weights",

@@ -56,8 +56,6 @@ def minilm(
     student_values: jax.Array,
     mask: jax.Array | None = None,
     weights: jax.Array | None = None,
-    *,
-    faithful: bool = False,
 ) -> jax.Array:
     """``L_AT + L_VR`` on one layer pair (MiniLM Eq. 4–6, fine-tuning variant).
 
@@ -69,18 +67,15 @@ def minilm(
       student_scores: (B, h, L, L); the head count must match the teacher's.
       teacher_values: (B, h, L, d_t / h).
       student_values: (B, h, L, d_s / h).
-      mask: (B, L) token mask.
+      mask: (B, L) token mask; None: the FSD repository's inputs (value relations without the
+        padding mask, every query row counted).
       weights: optional (B,) example weights.
-      faithful: mirror the FSD repository's inputs: value relations without the padding mask,
-        every query row counted.
     """
     check_same_heads(teacher_scores, student_scores, "MiniLM")
-    query_mask = None if faithful else mask
-    vr_mask = None if faithful else mask
     vr = softmax_kl(
-        value_relation_logits(teacher_values, vr_mask),
-        value_relation_logits(student_values, vr_mask),
+        value_relation_logits(teacher_values, mask),
+        value_relation_logits(student_values, mask),
     )
-    return attention_kl(teacher_scores, student_scores, query_mask, weights) + weighted_mean(
-        _mean_over_heads_and_queries(vr, query_mask), weights
+    return attention_kl(teacher_scores, student_scores, mask, weights) + weighted_mean(
+        _mean_over_heads_and_queries(vr, mask), weights
     )

@@ -58,19 +58,18 @@ def lad_aggregate(
     mask: jax.Array | None = None,
     *,
     reverse: bool = False,
-    faithful: bool = False,
 ) -> list[jax.Array]:
     """The aggregates A_1..A_{N_t} (each (B, L, d)) of teacher layers 1..N_t.
 
     Args:
       gates: from :func:`init_lad_gates` (N_t − 1 gates).
       teacher_hidden: the teacher's layer outputs H^1..H^{N_t} (embeddings excluded).
-      mask: (B, L) token mask. By default LayerNorm statistics use only real tokens, so the
-        result at real positions does not depend on the padded length; the affine parameters
-        are read for the first L positions (bucketed batches may be shorter than the table).
+      mask: (B, L) token mask: LayerNorm statistics use only real tokens, so the result at
+        real positions does not depend on the padded length; None: statistics over all L·d
+        entries, padding included (the reference). The affine parameters are read for the
+        first L positions (bucketed batches may be shorter than the table).
       reverse: aggregate from the last layer down and return the list in layer order
         (the reference's ``reverse_gate``).
-      faithful: statistics over all L·d entries, padding included (the reference).
     """
     hs = [h.astype(jnp.float32) for h in teacher_hidden]
     if len(hs) - 1 != gates["kernel"].shape[0]:
@@ -83,7 +82,7 @@ def lad_aggregate(
             f"LAD: sequence length {hs[0].shape[1]} exceeds the gates' LayerNorm length "
             f"{gates['ln_scale'].shape[1]}"
         )
-    tok = None if faithful or mask is None else mask.astype(jnp.float32)
+    tok = None if mask is None else mask.astype(jnp.float32)
     order = hs[::-1] if reverse else hs
     agg = [order[0]]
     for k in range(1, len(order)):

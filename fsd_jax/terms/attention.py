@@ -16,9 +16,8 @@ def minilm(ctx: Context, o: dict) -> jax.Array:
         s.scores[j],
         t.values[i],
         s.values[j],
-        ctx.mask,
+        ctx.token_mask(o),  # the FSD repository's inputs: every query row, unmasked values
         ctx.weights,
-        faithful=o["faithful"],
     )
 
 

@@ -13,16 +13,14 @@ from fsd_jax.terms.spec import Context, TermInit, TermSpec, attentions, same_hea
 from fsd_jax.terms.tinybert import check_projection, project
 
 
-def emd_costs(ctx: Context, faithful: bool) -> tuple[jax.Array, jax.Array]:
+def emd_costs(ctx: Context, o: dict) -> tuple[jax.Array, jax.Array]:
     """BERT-EMD's cost matrices D^A and D^H (N_s × N_t), differentiable in the student."""
     (t_att, s_att), t, s = attentions(ctx), ctx.teacher, ctx.student
+    mask = ctx.token_mask(o)
     att = jnp.stack(
         [
             jnp.stack(
-                [
-                    losses.attention_scores_mse(ts, ss, ctx.mask, ctx.weights, faithful=faithful)
-                    for ts in t_att.scores
-                ]
+                [losses.attention_scores_mse(ts, ss, mask, ctx.weights) for ts in t_att.scores]
             )
             for ss in s_att.scores
         ]
@@ -31,9 +29,7 @@ def emd_costs(ctx: Context, faithful: bool) -> tuple[jax.Array, jax.Array]:
         [
             jnp.stack(
                 [
-                    losses.hidden_mse(
-                        th, project(ctx, sh), ctx.mask, ctx.weights, faithful=faithful
-                    )
+                    losses.hidden_mse(th, project(ctx, sh), mask, ctx.weights)
                     for th in t.hidden_states[1:]
                 ]
             )
@@ -46,7 +42,7 @@ def emd_costs(ctx: Context, faithful: bool) -> tuple[jax.Array, jax.Array]:
 def bert_emd(ctx: Context, o: dict) -> tuple[dict, dict]:
     """L_att + L_rep = Σ F^A ∘ D^A + Σ F^H ∘ D^H, then the cost-attention weight update."""
     w = ctx.aux["emd"]
-    att_cost, rep_cost = emd_costs(ctx, o["faithful"])
+    att_cost, rep_cost = emd_costs(ctx, o)
     att_flow = emd_lib.emd_flow(att_cost, w["att_student"], w["att_teacher"])
     rep_flow = emd_lib.emd_flow(rep_cost, w["rep_student"], w["rep_teacher"])
     l_att = (att_flow * att_cost).sum()

@@ -37,7 +37,7 @@ def fsd_g(ctx: Context, o: dict) -> dict:
         *_pair(ctx, o),
         ctx.teacher_memory,
         ctx.student_memory,
-        None if o["faithful"] else ctx.mask,  # the reference compares full padded vectors
+        ctx.token_mask(o),  # the reference compares full padded vectors
         ctx.weights,
         gamma_m=o["gamma_m"],
         teacher_memory_gram=ctx.teacher_memory_gram,

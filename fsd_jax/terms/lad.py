@@ -18,16 +18,13 @@ def lad(ctx: Context, o: dict) -> jax.Array:
     agg = losses.lad_aggregate(
         ctx.params["gates"],
         ctx.teacher.hidden_states[1:],
-        ctx.mask,
+        ctx.token_mask(o),
         reverse=o["reverse"],
-        faithful=o["faithful"],
     )
     sh = ctx.student.hidden_states
     pairs = layer_mapping(o["mapping"], len(agg), len(sh) - 1, seed=o["seed"])
     total = sum(
-        losses.hidden_mse(
-            block_mean(agg, block, 1), sh[m], ctx.mask, ctx.weights, faithful=o["faithful"]
-        )
+        losses.hidden_mse(block_mean(agg, block, 1), sh[m], ctx.token_mask(o), ctx.weights)
         for m, block in pairs
     )
     return jnp.asarray(total) / len(pairs)

@@ -11,7 +11,7 @@ from fsd_jax.terms.spec import PENULTIMATE, Context, TermSpec, teacher_layer
 
 
 def _tokens(ctx: Context, o: dict) -> tuple[jax.Array, jax.Array]:
-    mask = None if o["faithful"] else ctx.mask
+    mask = ctx.token_mask(o)
     return (
         losses.flatten_tokens(ctx.teacher.hidden_states[o["teacher_layer"]], mask),
         losses.flatten_tokens(ctx.student.hidden_states[o["student_layer"]], mask),

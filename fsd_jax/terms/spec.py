@@ -35,6 +35,11 @@ class Context:
     def weights(self) -> jax.Array:
         return self.batch["weights"]
 
+    def token_mask(self, options: Mapping[str, Any]) -> jax.Array | None:
+        """The token mask a loss gets: none with ``faithful=True``, where the reference code
+        counts every padded position (docs/methods.md §9)."""
+        return None if options.get("faithful") else self.mask
+
 
 @dataclasses.dataclass(frozen=True)
 class TermInit:

@@ -50,39 +50,29 @@ def _mapping(o: dict, n_teacher: int, n_student: int) -> Any:
     )
 
 
-def _attention_pair_loss(kind: str, t_att, s_att, ti, si, ctx: Context, faithful: bool):
+def _attention_pair_loss(kind: str, t_att, s_att, ti, si, ctx: Context, o: dict):
     """One layer pair's attention loss; ``ti`` a teacher block, ``si`` a 0-based student index."""
+    mask = ctx.token_mask(o)
     if kind == "mse_probs":
         return losses.attention_probs_mse(
-            block_mean(t_att.probs, ti, 1),
-            s_att.probs[si],
-            ctx.mask,
-            ctx.weights,
-            faithful=faithful,
+            block_mean(t_att.probs, ti, 1), s_att.probs[si], mask, ctx.weights
         )
     t_scores = block_mean(t_att.scores, ti, 1)
     if kind == "kl_probs":
-        return losses.attention_kl(
-            t_scores, s_att.scores[si], None if faithful else ctx.mask, ctx.weights
-        )
-    return losses.attention_scores_mse(
-        t_scores, s_att.scores[si], ctx.mask, ctx.weights, faithful=faithful
-    )
+        return losses.attention_kl(t_scores, s_att.scores[si], mask, ctx.weights)
+    return losses.attention_scores_mse(t_scores, s_att.scores[si], mask, ctx.weights)
 
 
 def tiny_attention(ctx: Context, o: dict) -> jax.Array:
     """Σ over mapped layers of the attention loss (TinyBERT L_attn or a study variant)."""
     t, s = attentions(ctx)
     pairs = _mapping(o, len(t.scores), len(s.scores))
-    return sum(
-        _attention_pair_loss(o["loss"], t, s, block, m - 1, ctx, o["faithful"])
-        for m, block in pairs
-    )
+    return sum(_attention_pair_loss(o["loss"], t, s, block, m - 1, ctx, o) for m, block in pairs)
 
 
-def _hidden_pair_loss(kind: str, t: jax.Array, s: jax.Array, ctx: Context, faithful: bool):
+def _hidden_pair_loss(kind: str, t: jax.Array, s: jax.Array, ctx: Context, o: dict):
     fn = losses.hidden_mse if kind == "mse" else losses.hidden_cosine
-    return fn(t, project(ctx, s), ctx.mask, ctx.weights, faithful=faithful)
+    return fn(t, project(ctx, s), ctx.token_mask(o), ctx.weights)
 
 
 def tiny_hidden(ctx: Context, o: dict) -> jax.Array:
@@ -90,28 +80,23 @@ def tiny_hidden(ctx: Context, o: dict) -> jax.Array:
     th, sh = ctx.teacher.hidden_states, ctx.student.hidden_states
     pairs = _mapping(o, len(th) - 1, len(sh) - 1)
     return sum(
-        _hidden_pair_loss(o["loss"], block_mean(th, block, 0), sh[m], ctx, o["faithful"])
-        for m, block in pairs
+        _hidden_pair_loss(o["loss"], block_mean(th, block, 0), sh[m], ctx, o) for m, block in pairs
     )
 
 
 def tiny_embedding(ctx: Context, o: dict) -> jax.Array:
     """MSE(E_s·W_h, E_t) on the embedding outputs (hidden state 0)."""
     return _hidden_pair_loss(
-        o["loss"], ctx.teacher.hidden_states[0], ctx.student.hidden_states[0], ctx, o["faithful"]
+        o["loss"], ctx.teacher.hidden_states[0], ctx.student.hidden_states[0], ctx, o
     )
 
 
 def tiny_prediction(ctx: Context, o: dict) -> jax.Array:
     """TinyBERT's soft cross-entropy to the teacher's predictions."""
-    return losses.soft_cross_entropy(
-        ctx.student.logits,
-        ctx.teacher.logits,
-        o["temperature"],
-        ctx.weights,
-        labels=ctx.batch["labels"],
-        faithful=o["faithful"],
-    )
+    args = (ctx.student.logits, ctx.teacher.logits, o["temperature"], ctx.weights)
+    if o["faithful"]:
+        return losses.soft_cross_entropy_reference(*args, labels=ctx.batch["labels"])
+    return losses.soft_cross_entropy(*args)
 
 
 def check_mapping(name: str, o: dict, teacher: BertConfig, student: BertConfig) -> None:
