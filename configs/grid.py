@@ -47,6 +47,12 @@ def get_config(arg=None):
             "teacher_search": {},  # e.g. {"learning_rate": "3e-5,5e-5,1e-4", "num_epochs": "3,5"}
             # comma-separated tasks that get the search ("": all); the others: <task>/teacher
             "teacher_search_tasks": "",
+            # per method name ("*": every method), config fields → comma-separated values, each
+            # combination run with search_seed and the best dev score used for every seed;
+            # e.g. {"*": {"train": {"learning_rate": "3e-5,4e-5,5e-5,6e-5"}}} (FSD paper
+            # §4.3.1), "fsd_il": {"objective": {"fsd_intra": {"weight": "1e-3,1e-2,0.1,1"}}}
+            "student_search": {},
+            "search_seed": 0,
             # every run (teacher, memory, students)
             "common": {
                 "data": {"data_dir": "../shared/glue_data", "buckets": "48,64,80,96,112,128"}

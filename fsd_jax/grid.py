@@ -7,6 +7,9 @@ Layout under the grid's workdir::
                               best dev score chosen (``<task>/teacher_search.json``); only
                               for the tasks of ``grid.teacher_search_tasks`` when it is set
     <task>/memory             stage memory (once per task, if a method needs it)
+    <task>/<method>/search/*  ``grid.student_search``: the method's candidate settings, each run
+                              with ``grid.search_seed``; the best dev score is used for every
+                              seed (``<task>/<method>/search.json``)
     <task>/<method>/seed<k>   one cell: stage distill (or finetune for ``nokd``), with
                               ``analysis/`` (CKA heat map, restoration, relation differences)
 
@@ -20,6 +23,7 @@ counts as done even when the workdir is gone (another machine goes on from commi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -116,11 +120,6 @@ def _common(config: ConfigDict, grid: ConfigDict, task: str) -> ConfigDict:
 
 def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     """Run every missing cell of ``config.grid`` under ``workdir``; return :func:`aggregate`."""
-    from fsd_jax.terms import needs_memory, parse_terms
-    from fsd_jax.train.distill import run_distill
-    from fsd_jax.train.finetune import run_finetune
-    from fsd_jax.train.teacher_memory import run_memory
-
     g = config.grid
     workdir = Path(workdir)
     tasks, methods = _split(g.tasks), _split(g.methods)
@@ -140,6 +139,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
 
     records = GridRecords(g.get("records_dir"), workdir)
     teachers, searches, skipped = {}, {}, 0
+    student_searches: dict[str, dict[str, list[dict]]] = {}
     for task in tasks:
         found = _teacher(g, task, workdir, records, out_of_time)
         if found is None:
@@ -148,36 +148,47 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         teacher, searches[task], need_teacher = found
         teachers[task] = teacher
         mem = workdir / task / "memory"
+
+        run_student = functools.partial(_run_student, g, task, teacher, need_teacher, mem)
+
+        chosen: dict[str, dict[str, str] | None] = {}
+        for spec in methods:
+            found_search = _student_search(
+                g, task, spec, teacher, workdir, records, out_of_time, run_student
+            )
+            chosen[spec] = found_search[0] if found_search else None
+            if found_search and found_search[1]:
+                student_searches.setdefault(task, {})[method_name(spec)] = found_search[1]
         # seed-major: every method gets seed 0 before any gets seed 1, so a grid stopped
         # part-way has all methods with the fewest seeds missing
         for seed in seeds:
             for spec in methods:
                 out = workdir / task / method_name(spec) / f"seed{seed}"
                 bar.set_postfix_str(f"{task} {method_name(spec)} seed {seed}")
-                c = cell_config(g, task, spec, seed, teacher)
+                if chosen[spec] is None:  # its search ran out of time
+                    skipped += 1
+                    continue
+                fields = chosen[spec] or {}
+                c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
                 if (out / "results.json").is_file():
                     _check_teacher(out / "results.json", teacher)
+                    _check_settings(json.loads((out / "results.json").read_text()), out, fields)
                     _analyze(g, c, out, teacher, task, need_teacher)
                     records.save(out)
                     bar.update(1)
                     continue
                 if _recorded(g, records, out, teacher):
+                    _check_settings(records.results(out) or {}, records.where(out), fields)
                     bar.update(1)
                     continue
                 if out_of_time():
                     skipped += 1
                     continue
-                need_teacher()
-                if spec != NO_KD and needs_memory(parse_terms(c.objective)):
-                    if (mem / "memory.json").is_file():
-                        _check_teacher(mem / "memory.json", teacher)
-                    if not (mem / "memory.npz").is_file():
-                        mc = _common(_stage_config(g, "memory.py", task), g, task)
-                        _apply(mc, g.get("memory"))
-                        mc.teacher, mc.progress = str(teacher), False
-                        run_memory(mc, mem)
-                    c.teacher_memory = str(mem)
-                (run_finetune if spec == NO_KD else run_distill)(c, out)
+                run_student(c, out, spec)
+                if fields:  # what the search chose, so that a changed search is noticed
+                    done = json.loads((out / "results.json").read_text())
+                    done["student_search"] = fields
+                    (out / "results.json").write_text(json.dumps(done, indent=2))
                 _analyze(g, c, out, teacher, task, need_teacher)
                 records.save(out)
                 bar.update(1)
@@ -204,6 +215,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         heatmaps={t: _heatmaps(source, t, names, seeds) for t in tasks},
         preamble=preamble,
         teacher_search=searches,
+        student_search=student_searches,
         expected={"methods": names, "seeds": len(seeds)},
         throughput=bool(g.get("report_throughput", True)),
     )
@@ -223,6 +235,114 @@ def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]
     keys = list(search)
     grids = [_split(search[k]) for k in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
+
+
+def _run_student(
+    g: ConfigDict,
+    task: str,
+    teacher: Path,
+    need_teacher: Callable[[], None],
+    mem: Path,
+    c: ConfigDict,
+    out: Path,
+    spec: str,
+) -> None:
+    """Run one student (a cell or a search candidate) into ``out``, building the task's
+    teacher memory first if its objective needs one."""
+    from fsd_jax.terms import needs_memory, parse_terms
+    from fsd_jax.train.distill import run_distill
+    from fsd_jax.train.finetune import run_finetune
+    from fsd_jax.train.teacher_memory import run_memory
+
+    need_teacher()
+    if spec != NO_KD and needs_memory(parse_terms(c.objective)):
+        if (mem / "memory.json").is_file():
+            _check_teacher(mem / "memory.json", teacher)
+        if not (mem / "memory.npz").is_file():
+            mc = _common(_stage_config(g, "memory.py", task), g, task)
+            _apply(mc, g.get("memory"))
+            mc.teacher, mc.progress = str(teacher), False
+            run_memory(mc, mem)
+        c.teacher_memory = str(mem)
+    (run_finetune if spec == NO_KD else run_distill)(c, out)
+
+
+def student_candidates(g: ConfigDict, spec: str) -> list[dict[str, str]]:
+    """The settings ``grid.student_search`` gives method ``spec``: its own entry (by method
+    name) and the ``"*"`` entry (every method), nested config fields with comma-separated
+    values (``{"train": {"learning_rate": "3e-5,5e-5"}}``), one dict of dotted fields per
+    combination; ``[{}]`` when there is nothing to search."""
+    search = dict(g.get("student_search") or {})
+    fields = {**_dotted(search.get("*")), **_dotted(search.get(method_name(spec)))}
+    return teacher_candidates(fields)
+
+
+def _dotted(tree: Any, prefix: str = "") -> dict[str, str]:
+    if not isinstance(tree, Mapping | ConfigDict):
+        return {prefix[:-1]: tree} if prefix else {}
+    out: dict[str, str] = {}
+    for k, v in dict(tree).items():
+        out.update(_dotted(v, f"{prefix}{k}."))
+    return out
+
+
+def _set_fields(config: ConfigDict, fields: Mapping[str, str]) -> ConfigDict:
+    """Set dotted ``fields`` (values as strings, converted to each field's type)."""
+    for dotted, value in fields.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for p in parents:
+            node = node.get(p) if isinstance(node, ConfigDict) else None
+        if not isinstance(node, ConfigDict) or leaf not in node:
+            raise ValueError(f"grid.student_search: {dotted}: no such field in the run's config")
+        old = node[leaf]
+        node[leaf] = value if old is None or isinstance(old, str) else type(old)(float(value))
+    return config
+
+
+def _student_search(
+    g: ConfigDict,
+    task: str,
+    spec: str,
+    teacher: Path,
+    workdir: Path,
+    records: GridRecords,
+    out_of_time: Callable[[], bool],
+    run_student: Callable[[ConfigDict, Path, str], None],
+) -> tuple[dict[str, str], list[dict]] | None:
+    """Run every candidate of ``spec``'s student search on ``task`` (seed ``grid.search_seed``)
+    that is neither done nor recorded; return the chosen settings (best dev score, the first
+    of equal ones) and the scored candidates (``({}, [])`` without a search; None: out of time
+    before every candidate ran)."""
+    candidates = student_candidates(g, spec)
+    if candidates == [{}]:
+        return {}, []
+    seed = int(g.get("search_seed") or 0)
+    base = workdir / task / method_name(spec)
+    scored = []
+    for fields in candidates:
+        d = base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
+        if (d / "results.json").is_file():
+            _check_teacher(d / "results.json", teacher)
+            records.save(d)
+        elif not _recorded(g, records, d, teacher, analysed=False):
+            if out_of_time():
+                return None
+            log.info("grid: %s %s search %s", task, method_name(spec), fields)
+            c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
+            run_student(c, d, spec)
+            records.save(d)
+        dev = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
+        scored.append(
+            {"settings": fields, "dir": str(d), "score": next(iter(dev.values()))["score"]}
+        )
+    best = max(range(len(scored)), key=lambda i: scored[i]["score"])
+    scored[best]["chosen"] = True
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "search.json").write_text(json.dumps(scored, indent=2))
+    if records.root:
+        records.write(records.root / task / method_name(spec) / "search.json", scored)
+    return candidates[best], scored
 
 
 def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
@@ -301,10 +421,13 @@ def _teacher(
     return chosen, scored, need_teacher
 
 
-def _recorded(g: ConfigDict, records: GridRecords, cell: Path, teacher: Path) -> bool:
+def _recorded(
+    g: ConfigDict, records: GridRecords, cell: Path, teacher: Path, analysed: bool = True
+) -> bool:
     """Whether ``cell``, not in the workdir, has a record that makes running it unnecessary: one
-    from this teacher, analysed against it (a recorded no-KD cell analysed against another
-    teacher is run again: its model, which the analysis needs, went with the workdir)."""
+    from this teacher, analysed against it unless not ``analysed`` (a recorded no-KD cell
+    analysed against another teacher is run again: its model, which the analysis needs, went
+    with the workdir)."""
     result = records.results(cell)
     if result is None:
         return False
@@ -316,7 +439,7 @@ def _recorded(g: ConfigDict, records: GridRecords, cell: Path, teacher: Path) ->
             "grid.teacher_search changed?); move the record away to redo the cell with this "
             "teacher, or restore the settings it was made with"
         )
-    if not g.get("analysis_batches"):
+    if not analysed or not g.get("analysis_batches"):
         return True
     analysis = records.analysis(cell)
     if analysis is not None and analysis.get("teacher") == records.relative(teacher):
@@ -342,6 +465,21 @@ def _other_teacher(record: Path, teacher: Path) -> str | None:
     ``teacher`` (None when the same or not recorded: a no-KD cell has none)."""
     recorded = json.loads(record.read_text()).get("teacher")
     return None if recorded is None or _same_path(recorded, teacher) else recorded
+
+
+def _check_settings(
+    results: Mapping[str, Any], cell: Path | None, fields: Mapping[str, str]
+) -> None:
+    """A finished cell (its ``results``) counts only if it was made with the settings its
+    method's student search chose now (a cell made before a search, or under another one, has
+    other settings)."""
+    made = results.get("student_search") or {}
+    if made != dict(fields):
+        raise ValueError(
+            f"grid: {cell} was made with student settings {made or 'of no search'}, "
+            f"grid.student_search now chooses {dict(fields) or 'none'}; move it away to redo it "
+            "(or use another grid.records_dir for the new protocol)"
+        )
 
 
 def _check_teacher(record: Path, teacher: Path) -> None:

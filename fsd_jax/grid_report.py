@@ -208,6 +208,7 @@ def write_report(
     heatmaps: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     preamble: str = "",
     teacher_search: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    student_search: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
     expected: Mapping[str, Any] | None = None,
     throughput: bool = True,
 ) -> dict[str, Path]:
@@ -242,7 +243,14 @@ def write_report(
         lines.append("")
         search = (teacher_search or {}).get(task)
         if search:
-            lines += _teacher_search_lines(search)
+            title = "Teacher tuning (dev score of each candidate; the best is the teacher):"
+            lines += _search_lines(title, search, "train")
+        for method, found in ((student_search or {}).get(task) or {}).items():
+            title = (
+                f"Student tuning, {method} (dev score of each candidate with the search seed; "
+                "the best is used for every seed):"
+            )
+            lines += _search_lines(title, found, "settings")
         a_rows = (analyses or {}).get(task)
         if a_rows:
             lines += [f"### {task}: analyses against the teacher (dev)", ""]
@@ -264,13 +272,13 @@ def write_report(
     return {"markdown": out / "results.md", "csv": out / "results.csv", **plots}
 
 
-def _teacher_search_lines(candidates: Sequence[Mapping[str, Any]]) -> list[str]:
-    keys = sorted({k for c in candidates for k in c["train"]})
-    lines = ["Teacher tuning (dev score of each candidate; the best is the teacher):", ""]
+def _search_lines(title: str, candidates: Sequence[Mapping[str, Any]], field: str) -> list[str]:
+    keys = sorted({k for c in candidates for k in c[field]})
+    lines = [title, ""]
     lines += ["| " + " | ".join(keys) + " | dev score | chosen |", "|---" * (len(keys) + 2) + "|"]
     for c in candidates:
         chosen = "✓" if c.get("chosen") else ""
-        vals = " | ".join(str(c["train"].get(k, "")) for k in keys)
+        vals = " | ".join(str(c[field].get(k, "")) for k in keys)
         lines.append(f"| {vals} | {100 * c['score']:.2f} | {chosen} |")
     return [*lines, ""]
 

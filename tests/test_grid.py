@@ -454,3 +454,57 @@ def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path
     with pytest.raises(ValueError, match="not reproducible"):
         records.save_teacher(run)
     assert record.read_text() == first
+
+
+def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
+    tiny_teacher, tmp_path, monkeypatch
+):
+    from fsd_jax.train import distill, finetune
+    from fsd_jax.train.stages import run
+
+    cfg = _config(tiny_teacher, tmp_path)
+    cfg.grid.methods, cfg.grid.seeds, cfg.grid.analysis_batches = "nokd,vkd", "0,1", 0
+    cfg.grid.records_dir = str(tmp_path / "records")
+    cfg.grid.student_search = {
+        "*": {"train": {"learning_rate": "1e-6,3e-3"}},
+        "vkd": {"objective": {"kd": {"weight": "0.5,2"}}},
+    }
+    run(cfg, tmp_path / "grid")
+    task = tmp_path / "grid" / "quickstart"
+    for method, n in (("nokd", 2), ("vkd", 4)):
+        search = json.loads((task / method / "search.json").read_text())
+        assert len(search) == n and len({tuple(c["settings"].items()) for c in search}) == n
+        best = [c for c in search if c.get("chosen")]
+        assert len(best) == 1 and best[0]["score"] == max(c["score"] for c in search)
+        for c in search:  # every candidate ran with the search seed
+            made = json.loads((Path(c["dir"]) / "train_config.json").read_text())
+            assert made["seed"] == 0
+            assert made["train"]["learning_rate"] == float(c["settings"]["train.learning_rate"])
+        for seed in (0, 1):  # every seed's cell runs with the chosen settings
+            cell = task / method / f"seed{seed}"
+            made = json.loads((cell / "train_config.json").read_text())
+            lr = float(best[0]["settings"]["train.learning_rate"])
+            assert made["seed"] == seed and made["train"]["learning_rate"] == lr
+            if method == "vkd":
+                weight = float(best[0]["settings"]["objective.kd.weight"])
+                assert made["objective"]["kd"]["weight"] == weight
+            results = json.loads((cell / "results.json").read_text())
+            assert results["student_search"] == best[0]["settings"]
+        recorded = tmp_path / "records" / "quickstart" / method / "search.json"
+        assert json.loads(recorded.read_text())[0]["dir"].startswith(f"quickstart/{method}/search/")
+    report = (tmp_path / "report" / "results.md").read_text()
+    assert "Student tuning, vkd" in report and "objective.kd.weight" in report
+    # done: a second run trains nothing, from the records alone too
+    import shutil
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished grid trained again")
+
+    monkeypatch.setattr(distill, "run_distill", no_training)
+    monkeypatch.setattr(finetune, "run_finetune", no_training)
+    shutil.rmtree(tmp_path / "grid" / "quickstart" / "vkd")
+    run(cfg, tmp_path / "grid")
+    # cells made under a search are not silently reused by a grid without it
+    cfg.grid.student_search = {}
+    with pytest.raises(ValueError, match=r"nokd/seed0 was made with student settings"):
+        run(cfg, tmp_path / "grid")
