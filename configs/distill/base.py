@@ -27,7 +27,7 @@ def get_base(task: str | None, terms: dict) -> ConfigDict:
     # gradient balance: per term and layer, the norm of the weighted term's gradient and its
     # cosine with the CE gradient, at step 1 and every N steps (one forward and one backward
     # pass per term on those steps only; 0: off); medians in results.json
-    c.train.balance_every = 100
+    c.train.balance_every = 200
     c.objective = ConfigDict(with_defaults(terms))
     return c
 
