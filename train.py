@@ -18,6 +18,12 @@ from fsd_jax import cli
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (:arg).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for input errors.")
+_SHOW = flags.DEFINE_bool(
+    "show_config",
+    False,
+    "Print every field of the chosen config (with the overrides given) as --config.<field> "
+    "<value> and exit; each can be set on the command line.",
+)
 # one process per host (config.multihost); unset values come from the cluster (TPU pod, SLURM,
 # Open MPI, Kubernetes) or JAX_COORDINATOR_ADDRESS
 _COORDINATOR = flags.DEFINE_string(
@@ -43,6 +49,9 @@ _SUMMARY_KEYS = {
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _SHOW.value:
+        print(cli.config_fields(_CONFIG.value))
+        return 0
     cli.setup()
     workdir = _WORKDIR.value
 

@@ -40,6 +40,14 @@ def setup() -> None:
     enable_compilation_cache()
 
 
+def config_fields(config: Any) -> str:
+    """Every leaf field of ``config`` as ``--config.<field> <value>`` lines, in config order."""
+    from flax import traverse_util
+
+    flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
+    return "\n".join(f"--config.{k} {v!r}" for k, v in flat.items())
+
+
 def run_cli(main: Callable[[], int | None], debug: bool = False) -> int:
     """Call ``main``; a user error becomes ``error: <message>`` on stderr and exit status 2.
 

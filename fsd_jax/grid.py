@@ -345,8 +345,9 @@ def _student_search(
     return candidates[best], scored
 
 
-def _teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
-    """(train overrides, directory) of each teacher to fine-tune: one unless a search."""
+def teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
+    """(train overrides, directory) of each teacher the grid fine-tunes for ``task``: one,
+    or one per candidate of ``grid.teacher_search`` (for the tasks of ``teacher_search_tasks``)."""
     candidates = teacher_candidates(g.get("teacher_search"))
     only = _split(g.get("teacher_search_tasks") or "")
     if candidates == [{}] or (only and task not in only):
@@ -387,7 +388,7 @@ def _teacher(
         run_finetune(config(train), d)
         records.save_teacher(d)
 
-    dirs = _teacher_dirs(g, task, workdir)
+    dirs = teacher_dirs(g, task, workdir)
     for _, d in dirs:
         if (d / "results.json").is_file():
             records.save_teacher(d)

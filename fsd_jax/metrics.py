@@ -6,7 +6,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from fsd_jax.data.tasks import Task
+from fsd_jax.data.tasks import Task, get_task
 
 
 def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
@@ -40,12 +40,14 @@ def predictions_from_logits(task: Task, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if task.is_regression else logits.argmax(-1)
 
 
-def glue_metrics(task: Task, labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+def glue_metrics(task: Task | str, labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
     """The task's GLUE metrics plus ``"score"``, the single number GLUE ranks by.
 
-    CoLA: Matthews; MRPC and QQP: accuracy, F1 and their mean; STS-B: Pearson, Spearman and
-    their mean; the others: accuracy.
+    ``task`` is a :class:`Task` or its name (``"cola"``). CoLA: Matthews; MRPC and QQP:
+    accuracy, F1 and their mean; STS-B: Pearson, Spearman and their mean; the others: accuracy.
     """
+    if isinstance(task, str):
+        task = get_task(task)
     labels, preds = np.asarray(labels), np.asarray(preds)
     if labels.shape != preds.shape or labels.ndim != 1 or len(labels) == 0:
         raise ValueError(

@@ -172,3 +172,19 @@ def test_a_teacher_without_a_trained_head_is_warned_about(tiny_teacher, tmp_path
     with caplog.at_level("WARNING"):
         run_distill(cfg, tmp_path / "student")
     assert "no classifier weights (a pre-trained, not fine-tuned, checkpoint)" in caplog.text
+
+
+def test_show_config_lists_every_field_with_its_value_and_the_overrides():
+    res = _cli("train.py", "--config", "configs/distill/fsd_il.py:cola", "--show_config",
+               "--config.objective.fsd_intra.weight", "0.5")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    assert "--config.objective.fsd_intra.weight 0.5" in lines  # the override
+    assert "--config.objective.fsd_local.weight 0.025" in lines  # the config's value
+    assert "--config.train.balance_every 200" in lines and "--config.task 'cola'" in lines
+    from flax import traverse_util
+
+    from configs.distill import fsd_il
+
+    fields = traverse_util.flatten_dict(fsd_il.get_config("cola").to_dict(), sep=".")
+    assert len(lines) == len(fields)

@@ -373,12 +373,12 @@ def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
     g = ConfigDict(
         {"teacher_search": {"learning_rate": "1e-5,2e-5"}, "teacher_search_tasks": "rte"}
     )
-    rte = grid_lib._teacher_dirs(g, "rte", tmp_path)
+    rte = grid_lib.teacher_dirs(g, "rte", tmp_path)
     assert [c for c, _ in rte] == [{"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}]
     assert all(d.parent == tmp_path / "rte" / "teacher_search" for _, d in rte)
-    assert grid_lib._teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
+    assert grid_lib.teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
     g.teacher_search_tasks = ""  # every task searches
-    assert len(grid_lib._teacher_dirs(g, "mrpc", tmp_path)) == 2
+    assert len(grid_lib.teacher_dirs(g, "mrpc", tmp_path)) == 2
     assert grid_lib.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
         {"learning_rate": "1e-6", "max_steps": "2"},
         {"learning_rate": "1e-6", "max_steps": "4"},
@@ -428,8 +428,15 @@ def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
     row = grid_report.aggregate_analyses(tmp_path, ["rte"], ["vkd"])["rte"]["vkd"]
     assert row["restoration_precision"] == (0.5, 0.0, 1)  # over the seed where it is defined
     assert row["restoration_recall"][2] == 0 and row["restoration_agreement"] == (1.0, 0.0, 2)
-    assert grid_report._fmt(row["restoration_recall"]) == "n/a"
-    assert grid_report._fmt(row["examples_per_s"]) == "n/a"  # no throughput in results.json
+    # in the report: "n/a" for the recall and for the throughput (none in results.json)
+    page = grid_report.write_report(
+        {"rte": {}}, tmp_path / "report", "t", analyses={"rte": {"vkd": row}}
+    )["markdown"].read_text()
+    header = next(x for x in page.splitlines() if x.startswith("| method") and "CKA" in x)
+    line = next(x for x in page.splitlines() if x.startswith("| vkd"))
+    cells = {k.strip(): v.strip() for k, v in zip(header.split("|"), line.split("|"), strict=True)}
+    assert cells["restoration P / R / F1 / agree"].split(" / ")[1] == "n/a"
+    assert cells["examples/s"] == "n/a"
 
 
 def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path):

@@ -21,6 +21,7 @@ def test_classification_metrics_match_formulas():
     assert m["accuracy"] == pytest.approx((tp + tn) / 200)
     assert m["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     assert m["score"] == pytest.approx((m["accuracy"] + m["f1"]) / 2)
+    assert glue_metrics("mrpc", y, p) == m  # a task name does as well
     mcc = (tp * tn - fp * fn) / np.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
     assert glue_metrics(get_task("cola"), y, p)["mcc"] == pytest.approx(mcc)
 

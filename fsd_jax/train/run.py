@@ -84,13 +84,11 @@ def fingerprint(config: Any) -> dict:
 
 
 def total_steps_of(config: Any, num_train: int) -> tuple[int, int]:
+    """(steps per epoch, total steps); the epochs and steps were checked by
+    :func:`fsd_jax.config_checks.check_config` when the stage started."""
     per_epoch = num_batches(num_train, config.train.batch_size)
     if config.train.max_steps > 0:
         return per_epoch, int(config.train.max_steps)
-    if config.train.num_epochs <= 0:
-        raise ValueError(
-            f"train.num_epochs={config.train.num_epochs}: must be > 0 (or set train.max_steps)"
-        )
     return per_epoch, max(1, math.ceil(config.train.num_epochs * per_epoch))
 
 
