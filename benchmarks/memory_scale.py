@@ -5,7 +5,7 @@
 
 Each size runs in its own process (so its peak RSS is its own): batches of synthetic "teacher
 features" (B × D, drawn on the device from a key, i.e. what the teacher forward would hand over)
-stream through one Lloyd pass of ``fsd_jax.memory.StreamingLloyd``. The full problem (MNLI:
+stream through one Lloyd pass of ``fsd_jax.kmeans.StreamingLloyd``. The full problem (MNLI:
 393k examples × 98,304 features, K = 300) is ~1.2e16 flops per pass, days on this 2-core CPU;
 the proxy keeps K and the streaming structure and shrinks D.
 """
@@ -27,7 +27,7 @@ def one(n: int, dim: int, clusters: int, batch: int, passes: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from fsd_jax.memory import StreamingLloyd
+    from fsd_jax.kmeans import StreamingLloyd
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     centres = jax.random.normal(jax.random.key(0), (clusters, dim)) * 3.0

@@ -35,7 +35,7 @@ def setup() -> None:
         "tensorboardX",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from fsd_jax.cache import enable_compilation_cache
+    from fsd_jax.disk_cache import enable_compilation_cache
 
     enable_compilation_cache()
 

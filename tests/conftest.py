@@ -17,7 +17,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fsd_jax.cache import enable_compilation_cache  # noqa: E402
+from fsd_jax.disk_cache import enable_compilation_cache  # noqa: E402
 from fsd_jax.models import BertConfig  # noqa: E402
 
 # Most tests compile small programs that other tests (and other xdist workers) compile too.

@@ -11,7 +11,7 @@ def _probe(env: dict) -> str:
     code = textwrap.dedent(
         """
         import jax
-        from fsd_jax.cache import enable_compilation_cache
+        from fsd_jax.disk_cache import enable_compilation_cache
         print(enable_compilation_cache(), jax.config.jax_compilation_cache_dir)
         """
     )
@@ -44,7 +44,7 @@ def test_a_cached_program_gives_the_same_result(tmp_path):
     code = textwrap.dedent(
         """
         import jax, jax.numpy as jnp, numpy as np
-        from fsd_jax.cache import enable_compilation_cache
+        from fsd_jax.disk_cache import enable_compilation_cache
         hits = []
         jax.monitoring.register_event_listener(
             lambda event, **kw: hits.append(event) if event.endswith("cache_hits") else None

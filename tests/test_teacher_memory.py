@@ -13,7 +13,7 @@ import pytest
 from conftest import tiny_finetune_config
 
 from fsd_jax.data import encode, load_examples
-from fsd_jax.memory import kmeans, sample_indices
+from fsd_jax.kmeans import kmeans, sample_indices
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.train.checkpoint import Checkpointer
 from fsd_jax.train.distill import run_distill

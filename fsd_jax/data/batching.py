@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from fsd_jax.cache import cache_root
 from fsd_jax.data.glue import Examples
+from fsd_jax.disk_cache import cache_root
 
 log = logging.getLogger(__name__)
 

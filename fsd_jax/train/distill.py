@@ -16,9 +16,9 @@ import jax.numpy as jnp
 from ml_collections import ConfigDict
 
 from fsd_jax import losses
-from fsd_jax.cache import teacher_outputs_store
 from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import check_task_files, get_task
+from fsd_jax.disk_cache import teacher_outputs_store
 from fsd_jax.models import load_pretrained, load_tokenizer
 from fsd_jax.models.hf import has_trained_head
 from fsd_jax.objective import init_objective_state, make_distill_terms, objective_of
