@@ -6,7 +6,7 @@
 ``metrics.json`` and ``predictions_<split>.tsv`` into ``--out`` (default ``<model>/eval_<task>``
 for a directory, else ``eval_<task>``). With ``--teacher DIR`` it also writes ``analysis.json``
 (CKA heat-map diagonal mean, restoration rate, relation differences, parameter counts) and
-``cka_heatmap.png`` (METHODS.md §2.9).
+``cka_heatmap.png`` (docs/methods.md §2.9).
 """
 
 from __future__ import annotations

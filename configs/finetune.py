@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.model.dtype = "float32"  # or "bfloat16" (compute; parameters stay float32)
     c.model.hidden_size = 0  # > 0: a narrower model by weight selection (W_h path of TinyBERT)
 
-    # METHODS.md §0.2: AdamW, no weight decay, linear decay without warm-up, clip 1.0.
+    # docs/methods.md §0.2: AdamW, no weight decay, linear decay without warm-up, clip 1.0.
     c.train = ConfigDict()
     c.train.batch_size = 32
     c.train.eval_batch_size = 128

@@ -4,7 +4,7 @@
         --config.teacher runs/rte/teacher --config.data.data_dir ../shared/glue_data
 
 K = 100 (300 for MNLI and QQP) unless ``--config.memory.num_clusters`` says otherwise; three
-streamed Lloyd passes from K random training examples (METHODS.md §2.5, clean mode).
+streamed Lloyd passes from K random training examples (docs/methods.md §2.5, clean mode).
 """
 
 from ml_collections import ConfigDict, config_dict

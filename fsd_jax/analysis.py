@@ -1,4 +1,4 @@
-"""Analyses of a distilled student against its teacher (METHODS.md §2.9; FSD paper §5).
+"""Analyses of a distilled student against its teacher (docs/methods.md §2.9; FSD paper §5).
 
 - :func:`cka_heatmap`: linear CKA between the teacher's features on dev mini-batch i and the
   model's on batch j, over a pool of batches; the diagonal mean is the paper's Table 6.
@@ -134,7 +134,7 @@ def diagonal_mean(matrix: np.ndarray) -> float:
 def restoration_rate(
     teacher_predictions: np.ndarray, model_predictions: np.ndarray, num_classes: int
 ) -> dict[str, float]:
-    """Precision, recall and F1 of the model's labels against the teacher's (METHODS.md §2.9),
+    """Precision, recall and F1 of the model's labels against the teacher's (docs/methods.md §2.9),
     and their agreement (the fraction of equal labels).
 
     Binary tasks score class 1 as positive; more classes are macro-averaged (over the classes

@@ -1,4 +1,4 @@
-"""Layer mappings for intermediate-layer distillation (METHODS.md §6.3).
+"""Layer mappings for intermediate-layer distillation (docs/methods.md §6.3).
 
 A mapping pairs each distilled student layer m (1-based, 1..N_s) with a block of teacher layers
 (1-based, 1..N_t) whose representations are averaged into the target; every mapping but ``mean``

@@ -1,4 +1,4 @@
-"""Analyses of a student against its teacher (METHODS.md §2.9) against NumPy transcriptions."""
+"""Analyses of a student against its teacher (docs/methods.md §2.9) against NumPy transcriptions."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Layer mappings, TinyBERT-style losses, BERT-EMD and LAD against NumPy float64 transcriptions
-of METHODS.md §6–§8."""
+of docs/methods.md §6–§8."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every loss against a NumPy float64 transcription of its METHODS.md formula."""
+"""Every loss against a NumPy float64 transcription of its docs/methods.md formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared settings of the distillation configs (METHODS.md §0.2), with the hard-label /
+"""Shared settings of the distillation configs (docs/methods.md §0.2), with the hard-label /
 soft-label split of VKD: ``α·CE + (1 − α)·KD(T)``, α = 0.5, T = 5 (the FSD scripts' defaults).
 
 Each method file adds its terms; the student is the first half of the pre-trained checkpoint

@@ -1,4 +1,4 @@
-"""BERT-EMD (METHODS.md §7), one-step mode: ``L = β·(θ·(L_att + L_rep) + L_emb) + L_pred``
+"""BERT-EMD (docs/methods.md §7), one-step mode: ``L = β·(θ·(L_att + L_rep) + L_emb) + L_pred``
 with θ = 1, α = 1 (soft cross-entropy to the teacher at temperature T), exact EMD flows every
 step and the cost-attention update of the layer weights (the current code's
 ``inverse_norm`` rule; ``--config.objective.emd.weight_update softmax`` with

@@ -1,4 +1,4 @@
-"""LAD (METHODS.md §8): ``w_hard·CE + w_soft·T²·KL + μ·(1/N_s)·Σ_i MSE(H_s^i, A_{ik})`` with the
+"""LAD (docs/methods.md §8): ``w_hard·CE + w_soft·T²·KL + μ·(1/N_s)·Σ_i MSE(H_s^i, A_{ik})`` with the
 gated teacher aggregates A trained jointly with the student; the gates have their own AdamW
 (``train.group_learning_rates.gates``). Per-task settings from the reference's 6-layer scripts
 (lr / gate lr / epochs / warm-up / T / soft, hard / μ); other tasks use MRPC's.
@@ -7,7 +7,7 @@ gated teacher aggregates A trained jointly with the student; the gates have thei
         --config.teacher runs/rte/teacher --config.data.data_dir ../shared/glue_data
 
 Differences from the reference: the student keeps its teacher-initialised embeddings (the
-reference leaves them random, METHODS.md §9 item 24); LayerNorm statistics of the gates use
+reference leaves them random, docs/methods.md §9 item 24); LayerNorm statistics of the gates use
 real tokens only (``--config.objective.lad.faithful=True`` for all L·d entries).
 """
 

@@ -1,4 +1,4 @@
-"""PKD-Skip: (1 − α)·CE + α·KD(T) + β·L_PT, α = 0.7, β = 500, T = 10 (METHODS.md §3; the
+"""PKD-Skip: (1 − α)·CE + α·KD(T) + β·L_PT, α = 0.7, β = 500, T = 10 (docs/methods.md §3; the
 example configuration of the PKD repository, intersun/PKD-for-BERT-Model-Compression
 ``src/argument_parser.py``). PKD's α weights the soft term. Its KL averaged
 over classes as well (reduction 'mean'); fsd-jax's KD averages over examples only, so the

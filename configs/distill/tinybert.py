@@ -1,4 +1,4 @@
-"""TinyBERT-style task distillation and the variants of the loss study (METHODS.md §6).
+"""TinyBERT-style task distillation and the variants of the loss study (docs/methods.md §6).
 
 ``get_config("task[,variant...]")``. Default: two phases as in TinyBERT's ``task_distill.py``:
 ``intermediate`` (L_attn on masked pre-softmax scores + L_hidn through W_h + L_emb, uniform
@@ -16,7 +16,7 @@ sub-directory of the workdir. Variants (comma-separated, combinable):
         --config.teacher runs/mrpc/teacher --config.data.data_dir ../shared/glue_data
 
 Weight decay 0.01 (not bias / LayerNorm) as in the reference; no data augmentation; the final
-model is reported (the reference keeps the best dev checkpoint, METHODS.md §9 item 21).
+model is reported (the reference keeps the best dev checkpoint, docs/methods.md §9 item 21).
 """
 
 from ml_collections import ConfigDict

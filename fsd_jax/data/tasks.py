@@ -1,4 +1,4 @@
-"""The GLUE task registry: files, columns, labels, metrics (METHODS.md §0.1)."""
+"""The GLUE task registry: files, columns, labels, metrics (docs/methods.md §0.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MiniLM's self-attention distribution and value-relation transfer (METHODS.md §5).
+"""MiniLM's self-attention distribution and value-relation transfer (docs/methods.md §5).
 
 Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of
 Pre-Trained Transformers", NeurIPS 2020.
@@ -34,7 +34,7 @@ def attention_kl(
     """Row-wise KL(softmax(teacher) ‖ softmax(student)), mean over heads and real queries.
 
     MiniLM's L_AT on one layer pair, also the ``kl_probs`` attention loss of the TinyBERT study
-    (METHODS.md §5, §6.3). Scores are (B, h, L, L) and carry the key-padding bias; ``mask=None``
+    (docs/methods.md §5, §6.3). Scores are (B, h, L, L) and carry the key-padding bias; ``mask=None``
     counts every query row.
     """
     kl = softmax_kl(teacher_scores, student_scores)

@@ -1,4 +1,4 @@
-"""BERT-EMD: many-to-many layer mapping by Earth Mover's Distance (METHODS.md §7).
+"""BERT-EMD: many-to-many layer mapping by Earth Mover's Distance (docs/methods.md §7).
 
 Li et al., "BERT-EMD: Many-to-Many Layer Mapping for BERT Compression with Earth Mover's
 Distance", EMNLP 2020.

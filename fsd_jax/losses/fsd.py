@@ -1,4 +1,4 @@
-"""FSD intra-feature and local inter-feature structure losses (METHODS.md §2.1–§2.4).
+"""FSD intra-feature and local inter-feature structure losses (docs/methods.md §2.1–§2.4).
 
 Jung et al., "Feature Structure Distillation with Centered Kernel Alignment in BERT
 Transferring", arXiv:2204.08922.

@@ -1,4 +1,4 @@
-"""TinyBERT-style intermediate-layer losses (METHODS.md §6) and their study variants.
+"""TinyBERT-style intermediate-layer losses (docs/methods.md §6) and their study variants.
 
 Jiao et al., "TinyBERT: Distilling BERT for Natural Language Understanding", Findings of
 EMNLP 2020; Dankar et al., arXiv 2308.13958 (attention loss, layer mapping, loss weights).
@@ -110,7 +110,7 @@ def hidden_cosine(
 ) -> jax.Array:
     """``1 − cos(h_s, h_t)`` per token, averaged over real tokens (all with ``mask=None``).
 
-    The cosine alternative to :func:`hidden_mse` of the TinyBERT loss study (METHODS.md §6.3).
+    The cosine alternative to :func:`hidden_mse` of the TinyBERT loss study (docs/methods.md §6.3).
     """
     t = teacher_hidden.astype(jnp.float32)
     s = student_hidden.astype(jnp.float32)

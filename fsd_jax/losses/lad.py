@@ -1,5 +1,5 @@
 """LAD: layer-wise adaptive distillation through gated aggregation of teacher layers
-(METHODS.md §8).
+(docs/methods.md §8).
 
 Lin et al., "Layer-wise Adaptive Distillation for BERT Model Compression", Sensors 2023
 (IKMLab/LAD). Gate k mixes teacher layer k into the running aggregate:

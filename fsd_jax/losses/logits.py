@@ -61,7 +61,7 @@ def kd(
 ) -> jax.Array:
     """Hinton KD: ``T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))``, mean over examples.
 
-    Hinton et al., "Distilling the knowledge in a neural network", 2015; METHODS.md §0, §1.
+    Hinton et al., "Distilling the knowledge in a neural network", 2015; docs/methods.md §0, §1.
     For a regression head (one logit) the soft targets are meaningless, so this is the MSE
     to the teacher's output (:func:`kd_reference` is the FSD code's variant).
 
@@ -84,7 +84,7 @@ def kd_reference(
     weights: jax.Array | None = None,
 ) -> jax.Array:
     """KD as the FSD code computes it: :func:`kd`, except that for a regression head (one
-    logit) the softmax over a single logit makes the loss identically 0 (METHODS.md §9 item 9)."""
+    logit) the softmax over a single logit makes the loss identically 0 (docs/methods.md §9 item 9)."""
     if student_logits.shape[-1] == 1:
         return jnp.zeros((), jnp.float32)
     return kd(student_logits, teacher_logits, temperature, weights)

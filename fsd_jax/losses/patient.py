@@ -1,4 +1,4 @@
-"""Patient KD (PKD) intermediate-layer loss (METHODS.md §3).
+"""Patient KD (PKD) intermediate-layer loss (docs/methods.md §3).
 
 Sun et al., "Patient Knowledge Distillation for BERT Model Compression", EMNLP 2019.
 """

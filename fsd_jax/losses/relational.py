@@ -1,4 +1,4 @@
-"""Relational KD: distance and angle losses from Gram matrices (METHODS.md §4).
+"""Relational KD: distance and angle losses from Gram matrices (docs/methods.md §4).
 
 Park et al., "Relational Knowledge Distillation", CVPR 2019 (reference: lenscloth/RKD).
 Computed from the B×B Gram matrix G = e eᵀ, never from a B×B×D difference tensor:

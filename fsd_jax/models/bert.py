@@ -4,7 +4,7 @@ Parameter names mirror Hugging Face's module names (``layer.3`` becomes ``layer_
 checkpoint conversion (``fsd_jax.models.hf``) is a mechanical rename plus kernel transposes.
 
 Besides logits and hidden states, the model can return per-layer attention intermediates that
-MiniLM, TinyBERT and BERT-EMD distil (METHODS.md §0, §5–§7). They are requested with static
+MiniLM, TinyBERT and BERT-EMD distil (docs/methods.md §0, §5–§7). They are requested with static
 Python flags, so a plain forward pass computes and returns nothing extra.
 """
 

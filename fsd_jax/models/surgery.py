@@ -1,7 +1,7 @@
 """Building a smaller student from a BERT: choosing encoder layers, narrowing the width.
 
 Layers are numbered 1..N as in ``hidden_states`` (0 is the embedding output), so "layers 1–6"
-in METHODS.md §0.2 is ``[1, 2, 3, 4, 5, 6]`` or ``6``.
+in docs/methods.md §0.2 is ``[1, 2, 3, 4, 5, 6]`` or ``6``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MiniLM's attention-distribution and value-relation term (METHODS.md §5)."""
+"""MiniLM's attention-distribution and value-relation term (docs/methods.md §5)."""
 
 from __future__ import annotations
 

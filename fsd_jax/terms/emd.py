@@ -1,5 +1,5 @@
 """BERT-EMD's many-to-many layer term: EMD flows over attention and hidden-state costs, with
-the cost-attention update of the layer weights as step state (Li et al. 2020, METHODS.md §7)."""
+the cost-attention update of the layer weights as step state (Li et al. 2020, docs/methods.md §7)."""
 
 from __future__ import annotations
 

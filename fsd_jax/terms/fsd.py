@@ -1,6 +1,6 @@
 """The FSD terms: intra-feature, local inter-feature and global inter-feature structure
 (Jung et al., "Feature Structure Distillation with Centered Kernel Alignment in BERT
-Transferring", METHODS.md §2)."""
+Transferring", docs/methods.md §2)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def weights_from_reference(
     epsilon: float, sigma: float, gamma: float, beta: float
 ) -> dict[str, dict[str, float]]:
     """The FSD (ILG) script's (ε, σ, γ, β) as objective terms with explicit weights
-    (METHODS.md §2.6), ready for a config's ``objective`` beside the CE and KD terms.
+    (docs/methods.md §2.6), ready for a config's ``objective`` beside the CE and KD terms.
 
     ``L = α·CE + (1−α)·KD + ε·[σ·L_G + (1−σ)·½·(γ·L_I + (1−γ)·L_L)]`` with γ_m passed as β:
     γ_i = ε(1−σ)γ/2, γ_l = ε(1−σ)(1−γ)/2, γ_g = ε·σ, γ_m = β. A term whose weight is 0 is left

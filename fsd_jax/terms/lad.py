@@ -1,5 +1,5 @@
 """LAD's term: the student's layers against gated aggregates of the teacher's layers, the gates
-trained with the student (Lin et al. 2022, METHODS.md §8)."""
+trained with the student (Lin et al. 2022, docs/methods.md §8)."""
 
 from __future__ import annotations
 

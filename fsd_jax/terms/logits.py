@@ -1,4 +1,4 @@
-"""Terms on the logits: the label loss and Hinton et al.'s KD (VKD, METHODS.md §1)."""
+"""Terms on the logits: the label loss and Hinton et al.'s KD (VKD, docs/methods.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PKD's patient term: normalised [CLS] states of mapped layers (METHODS.md §3)."""
+"""PKD's patient term: normalised [CLS] states of mapped layers (docs/methods.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RKD's distance and angle terms over the batch's token features (METHODS.md §4)."""
+"""RKD's distance and angle terms over the batch's token features (docs/methods.md §4)."""
 
 from __future__ import annotations
 

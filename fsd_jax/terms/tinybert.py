@@ -1,5 +1,5 @@
 """TinyBERT's terms (and the study's variants of them): attention, hidden states, embeddings and
-predictions, with a configurable layer mapping (Jiao et al. 2020, METHODS.md §6).
+predictions, with a configurable layer mapping (Jiao et al. 2020, docs/methods.md §6).
 
 W_h (``proj``: student width → teacher width) lives beside the student in the trained tree,
 is shared by every hidden-state comparison (as in the TinyBERT and BERT-EMD code) and is left

@@ -42,7 +42,7 @@ def run_distill(
     The teacher is a workdir from stage ``finetune`` or a fine-tuned HF directory; it runs in
     eval mode under ``stop_gradient`` inside the same compiled step as the student. Objectives
     with an ``fsd_g`` term also read ``config.teacher_memory`` (a workdir of stage ``memory``)
-    and train a student memory, Normal(0, 1) at start as in the reference (METHODS.md §2.5;
+    and train a student memory, Normal(0, 1) at start as in the reference (docs/methods.md §2.5;
     ``objective.fsd_g.memory_init_std`` scales it), kept out of the export.
     """
     check_config(config)

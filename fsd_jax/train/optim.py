@@ -40,7 +40,7 @@ def make_optimizer(
     schedule: str = "linear",
     group_learning_rates: dict[str, float] | None = None,
 ) -> optax.GradientTransformation:
-    """The optimiser of METHODS.md §0.2 (AdamW, linear schedule, clip 1.0).
+    """The optimiser of docs/methods.md §0.2 (AdamW, linear schedule, clip 1.0).
 
     ``schedule="constant"`` keeps the rate fixed (TinyBERT's intermediate stage, BERT-EMD).
     ``group_learning_rates`` maps top-level keys of the parameter tree (e.g. LAD's ``gates``)

@@ -31,7 +31,7 @@ META_FILE = "memory.json"
 
 
 def default_num_clusters(task: str) -> int:
-    """K = 300 for MNLI and QQP, 100 otherwise (METHODS.md §2.5)."""
+    """K = 300 for MNLI and QQP, 100 otherwise (docs/methods.md §2.5)."""
     return 300 if task in ("mnli", "qqp") else 100
 
 
