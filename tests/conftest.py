@@ -106,6 +106,20 @@ def tiny_narrow(tmp_path_factory, minilm_dir) -> Path:
     return _save_tiny(tmp_path_factory, minilm_dir, layers=2, seed=2, hidden=16)
 
 
+def padded_batch(lengths=(9, 6, 3, 9), n: int = 9) -> dict[str, np.ndarray]:
+    """Four examples for ``tiny_config`` models, right-padded to ``n`` tokens (``lengths`` real
+    ones each), labels 0, 1, 1, 0; the last example has weight 0 (a padding row)."""
+    rng = np.random.default_rng(0)
+    mask = (np.arange(n)[None] < np.asarray(lengths)[:, None]).astype(np.int32)
+    return {
+        "input_ids": (rng.integers(1, 120, (len(lengths), n)) * mask).astype(np.int32),
+        "attention_mask": mask,
+        "token_type_ids": np.zeros((len(lengths), n), np.int32),
+        "labels": np.array([0, 1, 1, 0], np.int32),
+        "weights": np.array([1, 1, 1, 0], np.float32),
+    }
+
+
 def tiny_finetune_config(checkpoint: Path, cache_dir: Path, **train):
     """A finetune config for fast tests: the quickstart task, short sequences, a few steps."""
     import sys

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import tiny_finetune_config
+from conftest import padded_batch, tiny_finetune_config
 
 from fsd_jax.models import BertForSequenceClassification, init_params
 from fsd_jax.objective import make_distill_objective, make_distill_terms
@@ -26,18 +26,6 @@ TERMS = {
     "fsd_local": {"weight": 2.0},
     "fsd_g": {"weight": 0.01, "gamma_m": 0.5},
 }
-
-
-def _batch(b=4, n=9):
-    rng = np.random.default_rng(0)
-    mask = (np.arange(n)[None] < np.array([[9], [6], [3], [9]])).astype(np.int32)
-    return {
-        "input_ids": (rng.integers(1, 120, (b, n)) * mask).astype(np.int32),
-        "attention_mask": mask,
-        "token_type_ids": np.zeros((b, n), np.int32),
-        "labels": np.array([0, 1, 1, 0], np.int32),
-        "weights": np.array([1, 1, 1, 0], np.float32),
-    }
 
 
 def _group_of(path: str) -> str:
@@ -67,7 +55,7 @@ def test_probe_matches_a_direct_gradient_of_each_term(tiny_config):
     state = TrainState.create(params, optax.adam(1e-3), seed=7)
     terms = parse_terms(TERMS)
     names = tuple(t.name for t in terms)
-    batch = _batch()
+    batch = padded_batch()
 
     term_losses = make_distill_terms(student, teacher, terms)
     probe = jax.jit(make_gradient_balance(term_losses, params, names))

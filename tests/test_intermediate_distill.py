@@ -10,7 +10,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_finetune_config
+from conftest import padded_batch, tiny_finetune_config
 
 from fsd_jax import losses
 from fsd_jax.models import BertForSequenceClassification, init_params, load_pretrained
@@ -27,19 +27,6 @@ def _models(tiny_config, width=None):
         s_cfg = s_cfg.replace(hidden_size=width, intermediate_size=2 * width)
     student = BertForSequenceClassification(s_cfg)
     return teacher, init_params(teacher, 1), student, init_params(student, 2)
-
-
-def _batch(b=4, n=9):
-    rng = np.random.default_rng(0)
-    lengths = np.array([9, 5, 7, 3])
-    mask = (np.arange(n)[None] < lengths[:, None]).astype(np.int32)
-    return {
-        "input_ids": (rng.integers(1, 120, (b, n)) * mask).astype(np.int32),
-        "attention_mask": mask,
-        "token_type_ids": np.zeros((b, n), np.int32),
-        "labels": np.array([0, 1, 1, 0], np.int32),
-        "weights": np.array([1, 1, 1, 0], np.float32),
-    }
 
 
 def _outputs(teacher, tp, student, sp, batch):
@@ -70,7 +57,7 @@ def test_tinybert_terms_read_the_mapped_layers_through_w_h(tiny_config):
     extra, aux = init_objective_state(terms, teacher.config, student.config, 9, seed=0)
     assert set(extra) == {"proj"} and extra["proj"]["kernel"].shape == (16, 32) and not aux
     objective = make_distill_objective(student, teacher, terms)
-    batch = _batch()
+    batch = padded_batch((9, 5, 7, 3))
     params = {"student": sp, **extra}
     loss, (m, _) = objective(params, batch, jax.random.key(0), tp)
     t, s = _outputs(teacher, tp, student, sp, batch)
@@ -107,7 +94,7 @@ def test_emd_term_is_sum_of_flow_times_cost_and_updates_weights(tiny_config):
     assert not extra  # equal widths: no W_h unless projection="always"
     np.testing.assert_allclose(aux["emd"]["att_teacher"], np.full(4, 0.25))
     objective = make_distill_objective(student, teacher, terms)
-    batch = _batch()
+    batch = padded_batch((9, 5, 7, 3))
     _, (m, new_aux) = jax.jit(objective)({"student": sp}, batch, jax.random.key(0), tp, aux=aux)
     t, s = _outputs(teacher, tp, student, sp, batch)
     mask, w = batch["attention_mask"], batch["weights"]

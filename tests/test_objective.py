@@ -8,7 +8,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_finetune_config
+from conftest import padded_batch, tiny_finetune_config
 
 from fsd_jax import losses
 from fsd_jax.models import BertForSequenceClassification, init_params
@@ -44,7 +44,7 @@ def test_reference_weights_give_the_reference_scripts_loss(tiny_config):
     assert [t.name for t in terms] == ["ce", "kd", "fsd_intra", "fsd_local", "fsd_g"]
     teacher, tp, student, sp = _models(tiny_config)
     objective = make_distill_objective(student, teacher, terms)
-    batch, key = _batch(), jax.random.key(0)
+    batch, key = padded_batch(), jax.random.key(0)
     t_mem = jax.random.normal(jax.random.key(3), (3, 9, tiny_config.hidden_size))
     s_mem = jax.random.normal(jax.random.key(4), (3, 9, tiny_config.hidden_size))
     loss, (m, _) = objective({"student": sp, "memory": s_mem}, batch, key, tp, t_mem)
@@ -82,18 +82,6 @@ def _models(tiny_config):
     return teacher, init_params(teacher, 1), student, init_params(student, 2)
 
 
-def _batch(b=4, n=9):
-    rng = np.random.default_rng(0)
-    mask = (np.arange(n)[None] < np.array([[9], [6], [3], [9]])).astype(np.int32)
-    return {
-        "input_ids": (rng.integers(1, 120, (b, n)) * mask).astype(np.int32),
-        "attention_mask": mask,
-        "token_type_ids": np.zeros((b, n), np.int32),
-        "labels": np.array([0, 1, 1, 0], np.int32),
-        "weights": np.array([1, 1, 1, 0], np.float32),
-    }
-
-
 def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config):
     teacher, tp, student, sp = _models(tiny_config)
     terms = parse_terms(
@@ -107,7 +95,7 @@ def test_objective_is_the_weighted_sum_and_teacher_gets_no_gradient(tiny_config)
         }
     )
     objective = make_distill_objective(student, teacher, terms)
-    batch = _batch()
+    batch = padded_batch()
     loss, (m, _) = objective({"student": sp}, batch, jax.random.key(0), tp)
     expected = (
         0.3 * m["ce"]
