@@ -172,13 +172,17 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
                 if (out / "results.json").is_file():
                     _check_teacher(out / "results.json", teacher)
-                    _check_settings(json.loads((out / "results.json").read_text()), out, fields)
+                    done = json.loads((out / "results.json").read_text())
+                    _check_settings(done, out, fields)
+                    _warn_other_objective(done, c, out)
                     _analyze(g, c, out, teacher, task, need_teacher)
                     records.save(out)
                     bar.update(1)
                     continue
                 if _recorded(g, records, out, teacher):
-                    _check_settings(records.results(out) or {}, records.where(out), fields)
+                    done = records.results(out) or {}
+                    _check_settings(done, records.where(out), fields)
+                    _warn_other_objective(done, c, records.where(out))
                     bar.update(1)
                     continue
                 if out_of_time():
@@ -466,6 +470,37 @@ def _other_teacher(record: Path, teacher: Path) -> str | None:
     ``teacher`` (None when the same or not recorded: a no-KD cell has none)."""
     recorded = json.loads(record.read_text()).get("teacher")
     return None if recorded is None or _same_path(recorded, teacher) else recorded
+
+
+def _warn_other_objective(
+    results: Mapping[str, Any], config: ConfigDict, cell: Path | None
+) -> None:
+    """Warn when a finished cell's objective is not its config's now (a config's weights were
+    changed since, e.g. records of an earlier protocol): the cell is kept and reported as it was
+    made."""
+    from fsd_jax.terms import parse_terms
+
+    made = results.get("objective")
+    if made is None or "objective" not in config:
+        return
+    objective = config.objective
+    if config.get("phases"):  # the results are the last phase's
+        objective = list(config.phases.values())[-1].get("objective") or objective
+    now = {t.name: {"weight": t.weight, **t.options} for t in parse_terms(objective)}
+    now = json.loads(json.dumps(now))
+    diff = sorted(
+        f"{name}.{k}: {made.get(name, {}).get(k)!r} (now {v!r})"
+        for name, options in now.items()
+        for k, v in options.items()
+        if made.get(name, {}).get(k) != v
+    )
+    if diff or set(made) != set(now):
+        log.warning(
+            "grid: %s was made with other objective settings than its config has now (%s); it "
+            "is reported as it was made: move it away to redo it with these",
+            cell,
+            ", ".join(diff) or f"terms {sorted(made)} vs {sorted(now)}",
+        )
 
 
 def _check_settings(

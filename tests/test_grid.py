@@ -464,7 +464,7 @@ def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path
 
 
 def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
-    tiny_teacher, tmp_path, monkeypatch
+    tiny_teacher, tmp_path, monkeypatch, caplog
 ):
     from fsd_jax.train import distill, finetune
     from fsd_jax.train.stages import run
@@ -510,7 +510,18 @@ def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
     monkeypatch.setattr(distill, "run_distill", no_training)
     monkeypatch.setattr(finetune, "run_finetune", no_training)
     shutil.rmtree(tmp_path / "grid" / "quickstart" / "vkd")
-    run(cfg, tmp_path / "grid")
+    # a record made with other weights than the config's (an earlier protocol) is kept, with a
+    # warning naming the option
+    record = tmp_path / "records" / "quickstart" / "vkd" / "seed1" / "results.json"
+    made = json.loads(record.read_text())
+    made["objective"]["kd"]["temperature"] = 7.0
+    record.write_text(json.dumps(made))
+    with caplog.at_level("WARNING", logger="fsd_jax.grid"):
+        run(cfg, tmp_path / "grid")
+    warned = [
+        r.getMessage() for r in caplog.records if "other objective settings" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "vkd/seed1" in warned[0] and "kd.temperature: 7.0" in warned[0]
     # cells made under a search are not silently reused by a grid without it
     cfg.grid.student_search = {}
     with pytest.raises(ValueError, match=r"nokd/seed0 was made with student settings"):
