@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from fsd_jax import grid as grid_lib
+from fsd_jax.experiments import grid as grid_lib
 
 
 def _config(teacher, tmp_path):
@@ -283,7 +283,7 @@ def test_teacher_search_and_records_let_a_grid_go_on_without_its_workdir(
 
 
 def test_relation_ranks_and_phase_throughput():
-    from fsd_jax.grid_report import cell_throughput, relation_ranks
+    from fsd_jax.experiments.report import cell_throughput, relation_ranks
 
     rows = {
         "a": {
@@ -411,7 +411,7 @@ def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
 
 
 def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
-    from fsd_jax import grid_report
+    from fsd_jax.experiments import report as grid_report
 
     for seed, precision in ((0, None), (1, 0.5)):
         cell = tmp_path / "rte" / "vkd" / f"seed{seed}"
@@ -440,7 +440,7 @@ def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
 
 
 def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path):
-    from fsd_jax.grid_records import GridRecords
+    from fsd_jax.experiments.records import GridRecords
 
     records = GridRecords(tmp_path / "records", tmp_path / "grid")
     run = tmp_path / "grid" / "rte" / "teacher_search" / "learning_rate-3e-5"
@@ -516,7 +516,7 @@ def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
     made = json.loads(record.read_text())
     made["objective"]["kd"]["temperature"] = 7.0
     record.write_text(json.dumps(made))
-    with caplog.at_level("WARNING", logger="fsd_jax.grid"):
+    with caplog.at_level("WARNING", logger="fsd_jax.experiments.grid"):
         run(cfg, tmp_path / "grid")
     warned = [
         r.getMessage() for r in caplog.records if "other objective settings" in r.getMessage()

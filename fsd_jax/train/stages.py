@@ -21,7 +21,7 @@ def run(config: Any, workdir: str | Path) -> dict:
 
         return run_memory(config, workdir)
     if stage == "grid":
-        from fsd_jax.grid import run_grid
+        from fsd_jax.experiments.grid import run_grid
 
         return run_grid(config, workdir)
     if stage == "quickstart":

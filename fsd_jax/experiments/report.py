@@ -1,4 +1,4 @@
-"""Tables and plots of a finished (or half-finished) experiment grid (see :mod:`fsd_jax.grid`).
+"""Tables and plots of a finished (or half-finished) experiment grid (see :mod:`fsd_jax.experiments.grid`).
 
 :func:`aggregate` collects each cell's dev metrics, :func:`aggregate_analyses` its analyses
 (``<cell>/analysis/analysis.json``: CKA diagonal, restoration rate, relation differences) and

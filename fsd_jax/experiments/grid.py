@@ -15,10 +15,10 @@ Layout under the grid's workdir::
 
 A cell whose ``results.json`` exists is done and skipped; an interrupted cell resumes from its
 checkpoints, so running the grid again continues a half-finished grid. With
-``grid.records_dir`` every finished run is also recorded there (:mod:`fsd_jax.grid_records`:
+``grid.records_dir`` every finished run is also recorded there (:mod:`fsd_jax.experiments.records`:
 its results and analysis, a few KB), the report is made from the records, and a recorded cell
 counts as done even when the workdir is gone (another machine goes on from committed records).
-:mod:`fsd_jax.grid_report` turns the cells into mean ± std tables (Markdown, CSV) and plots.
+:mod:`fsd_jax.experiments.report` turns the cells into mean ± std tables (Markdown, CSV) and plots.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
 from fsd_jax.cli import load_config
-from fsd_jax.grid_records import GridRecords
-from fsd_jax.grid_report import aggregate, aggregate_analyses, seed_dirs, write_report
+from fsd_jax.experiments.records import GridRecords
+from fsd_jax.experiments.report import aggregate, aggregate_analyses, seed_dirs, write_report
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fsd_jax.grid_report import flat_dev
+from fsd_jax.experiments.report import flat_dev
 
 # the fields of records that name runs of the grid
 PATH_FIELDS = ("teacher", "model", "dir", "export")
