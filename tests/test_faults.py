@@ -181,8 +181,8 @@ def _bad_inputs(tmp_path):
     from fsd_jax.models.surgery import narrow, resolve_layers
     from fsd_jax.terms import parse_terms
     from fsd_jax.train.optim import make_optimizer
-    from fsd_jax.train.run import dtype_of, parse_layers
     from fsd_jax.train.sharding import Sharder
+    from fsd_jax.train.training_run import dtype_of, parse_layers
 
     rte, stsb = get_task("rte"), get_task("stsb")
     small = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2, num_attention_heads=2)

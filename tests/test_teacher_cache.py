@@ -176,7 +176,7 @@ def test_checkpoints_from_before_configs_listed_every_term_option_still_resume()
 
     from configs.distill import fsd_g
     from fsd_jax.train.loop import ConfigMismatchError, restore
-    from fsd_jax.train.run import fingerprint
+    from fsd_jax.train.training_run import fingerprint
 
     def checkpointer(fp):
         return SimpleNamespace(

@@ -242,22 +242,11 @@ def _fit_ten_steps(step, batches, ck, writer):
     """``fit`` over 10 steps of a fake train step, a checkpoint every 3 and one log at step 10."""
     import optax
 
-    from fsd_jax.train.loop import fit
+    from fsd_jax.train.loop import Loop, fit
     from fsd_jax.train.state import TrainState
 
-    fit(
-        TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0),
-        step,
-        batches,
-        steps_per_epoch=10,
-        total_steps=10,
-        checkpointer=ck,
-        writer=writer,
-        fingerprint={},
-        checkpoint_every=3,
-        log_every=10,
-        progress=False,
-    )
+    loop = Loop(10, 10, ck, writer, {}, checkpoint_every=3, log_every=10, progress=False)
+    fit(TrainState.create({"w": jnp.zeros(2)}, optax.sgd(0.1), 0), step, batches, loop)
 
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):

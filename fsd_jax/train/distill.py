@@ -25,8 +25,10 @@ from fsd_jax.objective import init_objective_state, make_distill_terms, objectiv
 from fsd_jax.teacher_cache import build_teacher_cache, cached_teacher
 from fsd_jax.terms import cached_teacher_layers, needs_memory, parse_terms
 from fsd_jax.train.balance import GradientBalance
-from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
+from fsd_jax.train.loop import fit
+from fsd_jax.train.step import make_train_step
 from fsd_jax.train.teacher_memory import load_memory
+from fsd_jax.train.training_run import TrainingRun, dtype_of, parse_layers
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +105,29 @@ def run_distill(
         "teacher": str(config.teacher),
         "objective": {t.name: {"weight": t.weight, **t.options} for t in terms},
     }
-    batch_transform = None
-    if use_cache:
+    if needs_memory(terms):
+        memory, memory_args = _memory(config, terms, task, teacher.config, student.config)
+        params["memory"] = memory
+        step_args = (*step_args, *memory_args)
+        extra["teacher_memory"] = str(config.teacher_memory)
 
-        def batch_transform(train, pad_to):
+    run = TrainingRun.open(config, workdir, task, tokenizer, params, aux=aux)
+    if run.finished is not None:
+        return run.finished
+    with run:
+        step_args = run.sharder.put_args(step_args)
+        transform = None
+        if use_cache:
             t0 = time.perf_counter()
             store, store_max_bytes = teacher_outputs_store()
             cache = build_teacher_cache(
                 teacher,
                 teacher_params,
-                train,
+                run.train,
                 cache_layers,
                 batch_size=config.train.eval_batch_size,
                 seq_len=int(config.data.max_seq_length),
-                pad_to=pad_to,
+                pad_to=run.pad_to,
                 store=store,
                 store_max_bytes=store_max_bytes,
             )
@@ -125,54 +136,54 @@ def run_distill(
                 "megabytes": cache.nbytes / 2**20,
                 "build_s": time.perf_counter() - t0,
             }
-            return cache.add_to_batch
-
-    if needs_memory(terms):
-        if not config.get("teacher_memory"):
-            raise ValueError(
-                "config.teacher_memory: the fsd_g term needs a memory built by "
-                "stage 'memory' (its workdir)"
-            )
-        options = next(t for t in terms if t.name == "fsd_g").options
-        std = float(options["memory_init_std"])
-        if not std > 0:
-            raise ValueError(f"objective.fsd_g.memory_init_std={std}: expected a positive number")
-        centroids, meta = load_memory(
-            config.teacher_memory,
-            hidden_size=teacher.config.hidden_size,
-            seq_len=int(config.data.max_seq_length),
-            task=task.name,
-            teacher=config.teacher,
+            transform = cache.add_to_batch
+        objective = make_train_step(objective_of(term_losses))
+        step = run.sharder.jit_train_step(objective, run.state, step_args)
+        state, stats = fit(
+            run.state,
+            step,
+            run.batches(transform),
+            run.loop,
+            step_args=step_args,
+            on_step=on_step,
+            probe=balance.probe(run.sharder, run.state, step_args) if balance else None,
+            probe_every=balance.every if balance else 0,
         )
-        layer = options["teacher_layer"]
-        if meta.get("layer", layer) != layer:
-            raise ValueError(
-                f"{config.teacher_memory}: memory built from teacher layer "
-                f"{meta['layer']}, objective.fsd_g.teacher_layer is {layer}"
-            )
-        k, n, _ = centroids.shape
-        key = jax.random.fold_in(jax.random.key(config.seed), 1)
-        shape = (k, n, student.config.hidden_size)
-        params["memory"] = std * jax.random.normal(key, shape, jnp.float32)
-        on_device = jnp.asarray(centroids)
-        step_args = (*step_args, on_device, jax.jit(losses.memory_gram)(on_device))
-        extra["teacher_memory"] = str(config.teacher_memory)
-    return train_and_evaluate(
-        config,
-        workdir,
-        task=task,
-        tokenizer=tokenizer,
-        model=student,
-        params=params,
-        objective=objective_of(term_losses),
-        step_args=step_args,
-        on_step=on_step,
-        extra_results=extra,
-        model_params=lambda p: p["student"],
-        aux=aux,
-        batch_transform=batch_transform,
-        balance=balance,
+        metrics = run.evaluate(student, state.params["student"])
+    stats.update(run.gradient_balance() if balance else {}, **extra)
+    return run.finish(student, state.params["student"], tokenizer, metrics, stats)
+
+
+def _memory(config, terms, task, teacher_config, student_config) -> tuple[jax.Array, tuple]:
+    """The student memory at its start (Normal(0, std), the reference's init) and the step
+    arguments of the teacher memory: its centroids and their Gram (computed once per run)."""
+    if not config.get("teacher_memory"):
+        raise ValueError(
+            "config.teacher_memory: the fsd_g term needs a memory built by "
+            "stage 'memory' (its workdir)"
+        )
+    options = next(t for t in terms if t.name == "fsd_g").options
+    std = float(options["memory_init_std"])
+    if not std > 0:
+        raise ValueError(f"objective.fsd_g.memory_init_std={std}: expected a positive number")
+    centroids, meta = load_memory(
+        config.teacher_memory,
+        hidden_size=teacher_config.hidden_size,
+        seq_len=int(config.data.max_seq_length),
+        task=task.name,
+        teacher=config.teacher,
     )
+    layer = options["teacher_layer"]
+    if meta.get("layer", layer) != layer:
+        raise ValueError(
+            f"{config.teacher_memory}: memory built from teacher layer "
+            f"{meta['layer']}, objective.fsd_g.teacher_layer is {layer}"
+        )
+    k, n, _ = centroids.shape
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    memory = std * jax.random.normal(key, (k, n, student_config.hidden_size), jnp.float32)
+    on_device = jnp.asarray(centroids)
+    return memory, (on_device, jax.jit(losses.memory_gram)(on_device))
 
 
 def _teacher_cache_plan(config, terms, teacher, student) -> tuple[bool, tuple[int, ...]]:

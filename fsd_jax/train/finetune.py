@@ -9,8 +9,9 @@ from typing import Any
 from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import check_task_files, get_task
 from fsd_jax.models import load_pretrained, load_tokenizer
-from fsd_jax.train.run import dtype_of, parse_layers, train_and_evaluate
-from fsd_jax.train.step import supervised_objective
+from fsd_jax.train.loop import fit
+from fsd_jax.train.step import make_train_step, supervised_objective
+from fsd_jax.train.training_run import TrainingRun, dtype_of, parse_layers
 
 
 def run_finetune(
@@ -35,14 +36,14 @@ def run_finetune(
         str(config.model.name_or_path),
         "data.max_seq_length",
     )
-    return train_and_evaluate(
-        config,
-        workdir,
-        task=task,
-        tokenizer=tokenizer,
-        model=model,
-        params=params,
-        objective=supervised_objective(model),
-        on_step=on_step,
-        extra_results={"model": str(config.model.name_or_path)},
-    )
+    run = TrainingRun.open(config, workdir, task, tokenizer, params)
+    if run.finished is not None:
+        return run.finished
+    with run:
+        step = run.sharder.jit_train_step(
+            make_train_step(supervised_objective(model)), run.state, ()
+        )
+        state, stats = fit(run.state, step, run.batches(), run.loop, on_step=on_step)
+        metrics = run.evaluate(model, state.params)
+    stats["model"] = str(config.model.name_or_path)
+    return run.finish(model, state.params, tokenizer, metrics, stats)

@@ -6,6 +6,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -107,26 +108,34 @@ def restore(checkpointer: Checkpointer, state: TrainState, fingerprint: dict) ->
     return restored
 
 
+@dataclass(frozen=True)
+class Loop:
+    """How long a run trains (``total_steps``; epochs of ``steps_per_epoch``), where its state
+    and logs go, and how often."""
+
+    steps_per_epoch: int
+    total_steps: int
+    checkpointer: Checkpointer
+    writer: MetricWriter
+    fingerprint: dict  # the settings a resumed run must share (checked by :func:`restore`)
+    checkpoint_every: int = 500
+    log_every: int = 50
+    progress: bool = True
+    desc: str = "train"
+
+
 def fit(
     state: TrainState,
     train_step: Callable,
     batches: BatchFn,
+    loop: Loop,
     *,
-    steps_per_epoch: int,
-    total_steps: int,
-    checkpointer: Checkpointer,
-    writer: MetricWriter,
-    fingerprint: dict,
-    checkpoint_every: int = 500,
-    log_every: int = 50,
-    on_step: Callable[[int], None] | None = None,
-    progress: bool = True,
-    desc: str = "train",
     step_args: tuple = (),
+    on_step: Callable[[int], None] | None = None,
     probe: Callable[..., dict[str, float]] | None = None,
     probe_every: int = 0,
 ) -> tuple[TrainState, dict[str, Any]]:
-    """Run ``train_step`` from ``state.step`` to ``total_steps``.
+    """Run ``train_step`` from ``state.step`` to ``loop.total_steps``.
 
     The data order depends only on the step (epoch = step // steps_per_epoch), so a resumed
     run sees exactly the batches the interrupted one would have. Metrics are summed on the
@@ -140,6 +149,8 @@ def fit(
       The final state and statistics: throughput (examples/s excludes the first, compiling
       step) and ``train_metrics``, the mean of every logged metric over the last log window.
     """
+    steps_per_epoch, total_steps = loop.steps_per_epoch, loop.total_steps
+    checkpointer, writer, fingerprint = loop.checkpointer, loop.writer, loop.fingerprint
     start = int(state.step)
     step = start
     sums: dict[str, jax.Array] | None = None
@@ -150,7 +161,11 @@ def fit(
     probe_s = 0.0
     last: dict[str, float] = {}
     bar = tqdm(
-        total=total_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True
+        total=total_steps,
+        initial=start,
+        desc=loop.desc,
+        disable=not loop.progress,
+        dynamic_ncols=True,
     )
     multiprocess = jax.process_count() > 1
     shape: tuple[int, ...] = ()
@@ -181,7 +196,7 @@ def fit(
                     )
                     count += 1
                     bar.update(1)
-                    if step % log_every == 0 or step == total_steps:
+                    if step % loop.log_every == 0 or step == total_steps:
                         means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
                         _check_finite(means["loss"], step - count + 1, step, checkpointer)
                         means["epoch"] = step / steps_per_epoch
@@ -189,7 +204,7 @@ def fit(
                         last = means
                         bar.set_postfix(loss=f"{means['loss']:.4f}")
                         sums, count = None, 0
-                    if step % checkpoint_every == 0 and step < total_steps:
+                    if step % loop.checkpoint_every == 0 and step < total_steps:
                         if sums is not None:  # never checkpoint a diverged state
                             _check_finite(float(sums["loss"]), step - count + 1, step, checkpointer)
                         checkpointer.save(step, state, {"fingerprint": fingerprint})

@@ -22,7 +22,7 @@ from fsd_jax.config_checks import check_config, check_sequence_length
 from fsd_jax.data import Encoded, check_task_files, get_task, iterate_batches, make_batch
 from fsd_jax.kmeans import StreamingLloyd, sample_indices
 from fsd_jax.models import BertForSequenceClassification, load_pretrained, load_tokenizer
-from fsd_jax.train.run import load_splits
+from fsd_jax.train.training_run import load_splits
 
 log = logging.getLogger(__name__)
 
