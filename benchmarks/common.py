@@ -124,3 +124,8 @@ def jax_runner(entry: list, batches: Sequence[dict]) -> Callable[[int], None]:
         jax.block_until_ready((entry[1], metrics))
 
     return run
+
+
+def device_batches(batches: Sequence[dict]) -> list[dict]:
+    """``batches`` without the example index the data pipeline adds (no device input)."""
+    return [{k: v for k, v in b.items() if k != "index"} for b in batches]
