@@ -1,5 +1,6 @@
-"""The experiment grid: cells run once, a second run resumes without redoing them, and the
-report aggregates mean ± std over seeds."""
+"""The experiment grid: cells run once, a second run resumes without redoing them, searches
+choose on one seed, records let a grid go on elsewhere, and the report aggregates mean ± std
+over seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ml_collections import ConfigDict
 
 from fsd_jax.experiments import grid as grid_lib
 
@@ -282,163 +282,6 @@ def test_teacher_search_and_records_let_a_grid_go_on_without_its_workdir(
         run(cfg, tmp_path / "grid")
 
 
-def test_relation_ranks_and_phase_throughput():
-    from fsd_jax.experiments.report import cell_throughput, relation_ranks
-
-    rows = {
-        "a": {
-            "inter_euclid": (3.0, 0, 1),
-            "inter_cos": (0.1, 0, 1),
-            "intra_euclid": (1.0, 0, 1),
-            "intra_cos": (0.2, 0, 1),
-        },
-        "b": {
-            "inter_euclid": (2.0, 0, 1),
-            "inter_cos": (0.3, 0, 1),
-            "intra_euclid": (0.5, 0, 1),
-            "intra_cos": (0.1, 0, 1),
-        },
-        "c": {"inter_euclid": (1.0, 0, 1)},
-    }
-    r = relation_ranks(rows)
-    assert r["a"] == {
-        "inter_euclid": 3,
-        "inter_cos": 1,
-        "intra_euclid": 2,
-        "intra_cos": 2,
-        "mean": 2.0,
-    }
-    assert r["b"]["mean"] == (2 + 2 + 1 + 1) / 4 and r["c"] == {"inter_euclid": 1}
-    # two phases: 300 examples at 10/s and 100 at 50/s → 400 examples in 32 s
-    phased = {
-        "phases": {
-            "p1": {"epochs": 3.0, "train_examples": 100, "train_examples_per_s": 10.0},
-            "p2": {"epochs": 1.0, "train_examples": 100, "train_examples_per_s": 50.0},
-        },
-        "train_examples_per_s": 50.0,
-    }
-    assert cell_throughput(phased) == 400 / 32
-    # one stage: 140 examples at 7/s plus 10 s building the teacher cache
-    single = {"epochs": 2.0, "train_examples": 70, "train_examples_per_s": 7.0}
-    assert cell_throughput(single) == 7.0
-    assert cell_throughput({**single, "teacher_cache": {"build_s": 10.0}}) == 140 / 30
-
-
-def test_method_specs_and_overrides(tmp_path):
-    from pathlib import Path
-
-    from configs import grid
-
-    assert grid_lib.method_name("tinybert:kl+one_stage") == "tinybert-kl-one_stage"
-    assert grid_lib.method_name("vkd") == "vkd"
-    g = grid.get_config().grid
-    c = grid_lib.cell_config(g, "mrpc", "tinybert:kl+one_stage", 2, Path("/t"))
-    assert c.objective.tiny_att.loss == "kl_probs" and "phases" not in c
-    assert (c.seed, c.teacher, c.train.num_epochs, c.data.buckets) == (
-        2,
-        "/t",
-        3.0,
-        "48,64,80,96,112,128",
-    )
-    c = grid_lib.cell_config(g, "mrpc", "tinybert", 0, Path("/t"))
-    assert c.phases.intermediate.train.num_epochs == 3.0
-    c = grid_lib.cell_config(g, "rte", "nokd", 1, Path("/t"))
-    assert (c.stage, c.model.layers) == ("finetune", "first:3") and "teacher_cache" not in c
-    assert grid_lib.cell_config(g, "rte", "vkd", 1, Path("/t")).teacher_cache == "auto"
-    g.student = {"train": {"nope": 1}}
-    import pytest
-
-    with pytest.raises(ValueError, match="grid override train.nope: no such field"):
-        grid_lib.cell_config(g, "rte", "vkd", 0, Path("/t"))
-
-
-def test_cell_configs_come_from_the_grids_configs_dir_from_any_directory(tmp_path, monkeypatch):
-    import pytest
-
-    from configs import grid
-
-    g = grid.get_config().grid
-    monkeypatch.chdir(tmp_path)  # not the checkout: the files are found through configs_dir
-    c = grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
-    assert c.stage == "distill" and "pkd" in c.objective
-    g.configs_dir = str(tmp_path)
-    with pytest.raises(ValueError, match=r"grid: no config .*distill/pkd.py"):
-        grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
-    g.configs_dir = ""
-    with pytest.raises(ValueError, match="grid.configs_dir"):
-        grid_lib.cell_config(g, "rte", "nokd", 0, tmp_path)
-
-
-def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
-    g = ConfigDict(
-        {"teacher_search": {"learning_rate": "1e-5,2e-5"}, "teacher_search_tasks": "rte"}
-    )
-    rte = grid_lib.teacher_dirs(g, "rte", tmp_path)
-    assert [c for c, _ in rte] == [{"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}]
-    assert all(d.parent == tmp_path / "rte" / "teacher_search" for _, d in rte)
-    assert grid_lib.teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
-    g.teacher_search_tasks = ""  # every task searches
-    assert len(grid_lib.teacher_dirs(g, "mrpc", tmp_path)) == 2
-    assert grid_lib.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
-        {"learning_rate": "1e-6", "max_steps": "2"},
-        {"learning_rate": "1e-6", "max_steps": "4"},
-        {"learning_rate": "3e-3", "max_steps": "2"},
-        {"learning_rate": "3e-3", "max_steps": "4"},
-    ]
-
-
-def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
-    cfg = _config(tmp_path / "no_teacher_needed", tmp_path)
-    cfg.grid.teacher_search_tasks = "quickstart,mrcp"
-    with pytest.raises(ValueError, match=r"grid.teacher_search_tasks: mrcp not in grid.tasks"):
-        grid_lib.run_grid(cfg, tmp_path / "grid")
-    assert not (tmp_path / "grid").exists()
-
-
-def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
-    from configs import grid
-
-    g = grid.get_config().grid
-    cola = grid_lib.cell_config(g, "cola", "vkd", 0, tmp_path)
-    mrpc = grid_lib.cell_config(g, "mrpc", "vkd", 0, tmp_path)
-    assert cola.data.buckets == grid.SHORT_BUCKETS
-    assert mrpc.data.buckets == g.common.data.buckets != grid.SHORT_BUCKETS
-    g.common_per_task = {"mrpc": {"data": {"buckets": "64,128"}}}
-    assert grid_lib.cell_config(g, "mrpc", "nokd", 1, tmp_path).data.buckets == "64,128"
-    assert (
-        grid_lib.cell_config(g, "cola", "nokd", 1, tmp_path).data.buckets == "48,64,80,96,112,128"
-    )
-
-
-def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
-    from fsd_jax.experiments import report as grid_report
-
-    for seed, precision in ((0, None), (1, 0.5)):
-        cell = tmp_path / "rte" / "vkd" / f"seed{seed}"
-        (cell / "analysis").mkdir(parents=True)
-        (cell / "results.json").write_text(json.dumps({"dev": {"dev": {"accuracy": 0.5}}}))
-        rate = {"precision": precision, "recall": None, "f1": None, "agreement": 1.0}
-        analysis = {
-            "cka_diagonal_mean": 0.9,
-            "params": {"model": 10},
-            "relation_differences": {"inter_euclid": 1.0},
-            "restoration_rate": rate,
-        }
-        (cell / "analysis" / "analysis.json").write_text(json.dumps(analysis))
-    row = grid_report.aggregate_analyses(tmp_path, ["rte"], ["vkd"])["rte"]["vkd"]
-    assert row["restoration_precision"] == (0.5, 0.0, 1)  # over the seed where it is defined
-    assert row["restoration_recall"][2] == 0 and row["restoration_agreement"] == (1.0, 0.0, 2)
-    # in the report: "n/a" for the recall and for the throughput (none in results.json)
-    page = grid_report.write_report(
-        {"rte": {}}, tmp_path / "report", "t", analyses={"rte": {"vkd": row}}
-    )["markdown"].read_text()
-    header = next(x for x in page.splitlines() if x.startswith("| method") and "CKA" in x)
-    line = next(x for x in page.splitlines() if x.startswith("| vkd"))
-    cells = {k.strip(): v.strip() for k, v in zip(header.split("|"), line.split("|"), strict=True)}
-    assert cells["restoration P / R / F1 / agree"].split(" / ")[1] == "n/a"
-    assert cells["examples/s"] == "n/a"
-
-
 def test_a_teacher_fine_tuned_again_leaves_its_matching_record_as_it_is(tmp_path):
     from fsd_jax.experiments.records import GridRecords
 
@@ -526,3 +369,11 @@ def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
     cfg.grid.student_search = {}
     with pytest.raises(ValueError, match=r"nokd/seed0 was made with student settings"):
         run(cfg, tmp_path / "grid")
+
+
+def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
+    cfg = _config(tmp_path / "no_teacher_needed", tmp_path)
+    cfg.grid.teacher_search_tasks = "quickstart,mrcp"
+    with pytest.raises(ValueError, match=r"grid.teacher_search_tasks: mrcp not in grid.tasks"):
+        grid_lib.run_grid(cfg, tmp_path / "grid")
+    assert not (tmp_path / "grid").exists()

@@ -1,0 +1,85 @@
+"""The grid's cell configs: method specs, overrides, the configs directory, per-task settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ml_collections import ConfigDict
+
+from fsd_jax.experiments import grid as grid_lib
+
+
+def test_method_specs_and_overrides(tmp_path):
+
+    from configs import grid
+
+    assert grid_lib.method_name("tinybert:kl+one_stage") == "tinybert-kl-one_stage"
+    assert grid_lib.method_name("vkd") == "vkd"
+    g = grid.get_config().grid
+    c = grid_lib.cell_config(g, "mrpc", "tinybert:kl+one_stage", 2, Path("/t"))
+    assert c.objective.tiny_att.loss == "kl_probs" and "phases" not in c
+    assert (c.seed, c.teacher, c.train.num_epochs, c.data.buckets) == (
+        2,
+        "/t",
+        3.0,
+        "48,64,80,96,112,128",
+    )
+    c = grid_lib.cell_config(g, "mrpc", "tinybert", 0, Path("/t"))
+    assert c.phases.intermediate.train.num_epochs == 3.0
+    c = grid_lib.cell_config(g, "rte", "nokd", 1, Path("/t"))
+    assert (c.stage, c.model.layers) == ("finetune", "first:3") and "teacher_cache" not in c
+    assert grid_lib.cell_config(g, "rte", "vkd", 1, Path("/t")).teacher_cache == "auto"
+    g.student = {"train": {"nope": 1}}
+
+    with pytest.raises(ValueError, match="grid override train.nope: no such field"):
+        grid_lib.cell_config(g, "rte", "vkd", 0, Path("/t"))
+
+
+def test_cell_configs_come_from_the_grids_configs_dir_from_any_directory(tmp_path, monkeypatch):
+
+    from configs import grid
+
+    g = grid.get_config().grid
+    monkeypatch.chdir(tmp_path)  # not the checkout: the files are found through configs_dir
+    c = grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
+    assert c.stage == "distill" and "pkd" in c.objective
+    g.configs_dir = str(tmp_path)
+    with pytest.raises(ValueError, match=r"grid: no config .*distill/pkd.py"):
+        grid_lib.cell_config(g, "rte", "pkd", 0, tmp_path)
+    g.configs_dir = ""
+    with pytest.raises(ValueError, match="grid.configs_dir"):
+        grid_lib.cell_config(g, "rte", "nokd", 0, tmp_path)
+
+
+def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
+    g = ConfigDict(
+        {"teacher_search": {"learning_rate": "1e-5,2e-5"}, "teacher_search_tasks": "rte"}
+    )
+    rte = grid_lib.teacher_dirs(g, "rte", tmp_path)
+    assert [c for c, _ in rte] == [{"learning_rate": "1e-5"}, {"learning_rate": "2e-5"}]
+    assert all(d.parent == tmp_path / "rte" / "teacher_search" for _, d in rte)
+    assert grid_lib.teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
+    g.teacher_search_tasks = ""  # every task searches
+    assert len(grid_lib.teacher_dirs(g, "mrpc", tmp_path)) == 2
+    assert grid_lib.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
+        {"learning_rate": "1e-6", "max_steps": "2"},
+        {"learning_rate": "1e-6", "max_steps": "4"},
+        {"learning_rate": "3e-3", "max_steps": "2"},
+        {"learning_rate": "3e-3", "max_steps": "4"},
+    ]
+
+
+def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
+    from configs import grid
+
+    g = grid.get_config().grid
+    cola = grid_lib.cell_config(g, "cola", "vkd", 0, tmp_path)
+    mrpc = grid_lib.cell_config(g, "mrpc", "vkd", 0, tmp_path)
+    assert cola.data.buckets == grid.SHORT_BUCKETS
+    assert mrpc.data.buckets == g.common.data.buckets != grid.SHORT_BUCKETS
+    g.common_per_task = {"mrpc": {"data": {"buckets": "64,128"}}}
+    assert grid_lib.cell_config(g, "mrpc", "nokd", 1, tmp_path).data.buckets == "64,128"
+    assert (
+        grid_lib.cell_config(g, "cola", "nokd", 1, tmp_path).data.buckets == "48,64,80,96,112,128"
+    )

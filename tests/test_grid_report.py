@@ -1,0 +1,76 @@
+"""The grid report: relation ranks, throughput of phased cells, values that are not applicable."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_relation_ranks_and_phase_throughput():
+    from fsd_jax.experiments.report import cell_throughput, relation_ranks
+
+    rows = {
+        "a": {
+            "inter_euclid": (3.0, 0, 1),
+            "inter_cos": (0.1, 0, 1),
+            "intra_euclid": (1.0, 0, 1),
+            "intra_cos": (0.2, 0, 1),
+        },
+        "b": {
+            "inter_euclid": (2.0, 0, 1),
+            "inter_cos": (0.3, 0, 1),
+            "intra_euclid": (0.5, 0, 1),
+            "intra_cos": (0.1, 0, 1),
+        },
+        "c": {"inter_euclid": (1.0, 0, 1)},
+    }
+    r = relation_ranks(rows)
+    assert r["a"] == {
+        "inter_euclid": 3,
+        "inter_cos": 1,
+        "intra_euclid": 2,
+        "intra_cos": 2,
+        "mean": 2.0,
+    }
+    assert r["b"]["mean"] == (2 + 2 + 1 + 1) / 4 and r["c"] == {"inter_euclid": 1}
+    # two phases: 300 examples at 10/s and 100 at 50/s → 400 examples in 32 s
+    phased = {
+        "phases": {
+            "p1": {"epochs": 3.0, "train_examples": 100, "train_examples_per_s": 10.0},
+            "p2": {"epochs": 1.0, "train_examples": 100, "train_examples_per_s": 50.0},
+        },
+        "train_examples_per_s": 50.0,
+    }
+    assert cell_throughput(phased) == 400 / 32
+    # one stage: 140 examples at 7/s plus 10 s building the teacher cache
+    single = {"epochs": 2.0, "train_examples": 70, "train_examples_per_s": 7.0}
+    assert cell_throughput(single) == 7.0
+    assert cell_throughput({**single, "teacher_cache": {"build_s": 10.0}}) == 140 / 30
+
+
+def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
+    from fsd_jax.experiments import report as grid_report
+
+    for seed, precision in ((0, None), (1, 0.5)):
+        cell = tmp_path / "rte" / "vkd" / f"seed{seed}"
+        (cell / "analysis").mkdir(parents=True)
+        (cell / "results.json").write_text(json.dumps({"dev": {"dev": {"accuracy": 0.5}}}))
+        rate = {"precision": precision, "recall": None, "f1": None, "agreement": 1.0}
+        analysis = {
+            "cka_diagonal_mean": 0.9,
+            "params": {"model": 10},
+            "relation_differences": {"inter_euclid": 1.0},
+            "restoration_rate": rate,
+        }
+        (cell / "analysis" / "analysis.json").write_text(json.dumps(analysis))
+    row = grid_report.aggregate_analyses(tmp_path, ["rte"], ["vkd"])["rte"]["vkd"]
+    assert row["restoration_precision"] == (0.5, 0.0, 1)  # over the seed where it is defined
+    assert row["restoration_recall"][2] == 0 and row["restoration_agreement"] == (1.0, 0.0, 2)
+    # in the report: "n/a" for the recall and for the throughput (none in results.json)
+    page = grid_report.write_report(
+        {"rte": {}}, tmp_path / "report", "t", analyses={"rte": {"vkd": row}}
+    )["markdown"].read_text()
+    header = next(x for x in page.splitlines() if x.startswith("| method") and "CKA" in x)
+    line = next(x for x in page.splitlines() if x.startswith("| vkd"))
+    cells = {k.strip(): v.strip() for k, v in zip(header.split("|"), line.split("|"), strict=True)}
+    assert cells["restoration P / R / F1 / agree"].split(" / ")[1] == "n/a"
+    assert cells["examples/s"] == "n/a"
