@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 
 def test_relation_ranks_and_phase_throughput():
     from fsd_jax.experiments.report import cell_throughput, relation_ranks
@@ -74,3 +76,36 @@ def test_undefined_restoration_values_are_reported_as_not_applicable(tmp_path):
     cells = {k.strip(): v.strip() for k, v in zip(header.split("|"), line.split("|"), strict=True)}
     assert cells["restoration P / R / F1 / agree"].split(" / ")[1] == "n/a"
     assert cells["examples/s"] == "n/a"
+
+
+def test_welch_intervals_match_scipys_t_test_and_the_report_says_what_is_separated(tmp_path):
+    from scipy import stats
+
+    from fsd_jax.experiments.report import welch_interval, write_report
+
+    def _stat(x):
+        return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0, len(x)
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.6, 0.02, 5), rng.normal(0.55, 0.05, 3)
+    d, lo, hi = welch_interval(_stat(a), _stat(b))
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    np.testing.assert_allclose([d, lo, hi], [a.mean() - b.mean(), ci.low, ci.high], rtol=1e-10)
+    assert welch_interval(_stat(a), _stat(b[:1])) is None  # one seed: no interval
+
+    table = {
+        "mrpc": {
+            "teacher": {"score": (0.9, 0.0, 1)},
+            "nokd": {"score": _stat([0.50, 0.51, 0.49])},
+            "vkd": {"score": _stat([0.60, 0.61, 0.59])},
+            "fsd_il": {"score": _stat([0.58, 0.63, 0.61])},
+        }
+    }
+    text = write_report(table, tmp_path)["markdown"].read_text()
+    assert "| vkd | nokd | +10.00 |" in text and "| nokd | vkd |" not in text
+    rows = {
+        ln.split("|")[1].strip() + "/" + ln.split("|")[2].strip(): ln
+        for ln in text.splitlines()
+        if ln.startswith("| fsd_il |") and "[" in ln
+    }
+    assert rows["fsd_il/nokd"].endswith("| yes |") and rows["fsd_il/vkd"].endswith("| no |")

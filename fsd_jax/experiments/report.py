@@ -159,6 +159,57 @@ def relation_ranks(rows: Mapping[str, Mapping[str, Stat]]) -> dict[str, dict[str
     return ranks
 
 
+def welch_interval(a: Stat, b: Stat, level: float = 0.95) -> tuple[float, float, float] | None:
+    """Mean of ``a`` minus mean of ``b`` with the ``level`` confidence interval of Welch's
+    t-test (unequal variances, Welch–Satterthwaite degrees of freedom): (difference, low,
+    high). None when either has fewer than two seeds. An interval that holds 0 means these
+    seeds cannot tell the two methods apart."""
+    from scipy import stats
+
+    (ma, sa, na), (mb, sb, nb) = a, b
+    if na < 2 or nb < 2:
+        return None
+    va, vb = sa**2 / na, sb**2 / nb
+    diff = ma - mb
+    if va + vb == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(va + vb)
+    return diff, diff - half, diff + half
+
+
+BASELINES = ("nokd", "vkd")  # every other method is compared with these on the main score
+
+
+def _comparison_lines(rows: Mapping[str, Mapping[str, Stat]], key: str = "score") -> list[str]:
+    """Each method against no-KD and VKD on ``key``: the difference of the means (×100) with
+    its 95 % Welch interval; "yes" where the interval excludes 0."""
+    base = [b for b in BASELINES if key in rows.get(b, {})]
+    pairs = [
+        (m, b)
+        for m in rows
+        if m != "teacher" and key in rows[m]
+        for b in base
+        if m != b and not (m == "nokd" and b == "vkd")
+    ]
+    found = [
+        (m, b, w) for m, b in pairs if (w := welch_interval(rows[m][key], rows[b][key])) is not None
+    ]
+    if not found:
+        return []
+    lines = [
+        f"Differences in {key} (×100, mean over seeds, 95 % Welch interval); separated: the "
+        "interval excludes 0.",
+        "",
+        "| method | against | difference | 95 % interval | separated |",
+        "|---|---|---|---|---|",
+    ]
+    for m, b, (d, lo, hi) in found:
+        sep = "yes" if lo > 0 or hi < 0 else "no"
+        lines.append(f"| {m} | {b} | {100 * d:+.2f} | [{100 * lo:+.2f}, {100 * hi:+.2f}] | {sep} |")
+    return [*lines, ""]
+
+
 def _fmt(stat: Stat | None, scale: float = 100.0, digits: int = 2) -> str:
     if stat is None:
         return "—"
@@ -241,6 +292,7 @@ def write_report(
         if expected and expected.get("seeds"):
             lines += ["", f"Planned: {expected['seeds']} seed(s) per method."]
         lines.append("")
+        lines += _comparison_lines(rows)
         search = (teacher_search or {}).get(task)
         if search:
             title = "Teacher tuning (dev score of each candidate; the best is the teacher):"
