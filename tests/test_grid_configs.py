@@ -83,3 +83,37 @@ def test_common_per_task_reaches_every_run_of_that_task_only(tmp_path):
     assert (
         grid_lib.cell_config(g, "cola", "nokd", 1, tmp_path).data.buckets == "48,64,80,96,112,128"
     )
+
+
+def test_student_search_ties_a_field_to_a_searched_one():
+    g = ConfigDict(
+        {
+            "student_search": {
+                "*": {"train": {"learning_rate": "1e-4,2e-4"}},
+                "fsd_il": {
+                    "objective": {
+                        "fsd_intra": {"weight": "1e-3,0.1"},
+                        "fsd_local": {"weight": "=objective.fsd_intra.weight"},
+                    }
+                },
+            }
+        }
+    )
+    found = grid_lib.student_candidates(g, "fsd_il")
+    pairs = [
+        (c["train.learning_rate"], c["objective.fsd_intra.weight"], c["objective.fsd_local.weight"])
+        for c in found
+    ]
+    assert pairs == [
+        ("1e-4", "1e-3", "1e-3"),
+        ("1e-4", "0.1", "0.1"),
+        ("2e-4", "1e-3", "1e-3"),
+        ("2e-4", "0.1", "0.1"),
+    ]
+    assert grid_lib.student_candidates(g, "vkd") == [
+        {"train.learning_rate": "1e-4"},
+        {"train.learning_rate": "2e-4"},
+    ]
+    g.student_search.fsd_il.objective.fsd_local.weight = "=objective.fsd_intra.wieght"
+    with pytest.raises(ValueError, match=r"fsd_local.weight = '=objective.fsd_intra.wieght'"):
+        grid_lib.student_candidates(g, "fsd_il")

@@ -275,10 +275,20 @@ def student_candidates(g: ConfigDict, spec: str) -> list[dict[str, str]]:
     """The settings ``grid.student_search`` gives method ``spec``: its own entry (by method
     name) and the ``"*"`` entry (every method), nested config fields with comma-separated
     values (``{"train": {"learning_rate": "3e-5,5e-5"}}``), one dict of dotted fields per
-    combination; ``[{}]`` when there is nothing to search."""
+    combination; ``[{}]`` when there is nothing to search. A value ``"=other.field"`` ties a
+    field to a searched one (it takes that field's value in every candidate: e.g. FSD-IL's two
+    structure weights searched as one)."""
     search = dict(g.get("student_search") or {})
     fields = {**_dotted(search.get("*")), **_dotted(search.get(method_name(spec)))}
-    return teacher_candidates(fields)
+    tied = {k: str(v)[1:] for k, v in fields.items() if str(v).startswith("=")}
+    for k, source in tied.items():
+        if source not in fields or source in tied:
+            raise ValueError(
+                f"grid.student_search.{method_name(spec)}: {k} = '={source}': "
+                f"expected one of the searched fields ({', '.join(sorted(set(fields) - set(tied)))})"
+            )
+    free = teacher_candidates({k: v for k, v in fields.items() if k not in tied})
+    return [{k: c[tied[k]] if k in tied else c[k] for k in fields} for c in free]
 
 
 def _dotted(tree: Any, prefix: str = "") -> dict[str, str]:
