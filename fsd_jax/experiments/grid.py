@@ -36,6 +36,13 @@ from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
 from fsd_jax.cli import load_config
+from fsd_jax.experiments.cell_checks import (
+    check_settings,
+    check_teacher,
+    other_teacher,
+    recorded,
+    warn_other_objective,
+)
 from fsd_jax.experiments.records import GridRecords
 from fsd_jax.experiments.report import aggregate, aggregate_analyses, seed_dirs, write_report
 
@@ -171,18 +178,18 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 fields = chosen[spec] or {}
                 c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
                 if (out / "results.json").is_file():
-                    _check_teacher(out / "results.json", teacher)
+                    check_teacher(out / "results.json", teacher)
                     done = json.loads((out / "results.json").read_text())
-                    _check_settings(done, out, fields)
-                    _warn_other_objective(done, c, out)
+                    check_settings(done, out, fields)
+                    warn_other_objective(done, c, out)
                     _analyze(g, c, out, teacher, task, need_teacher)
                     records.save(out)
                     bar.update(1)
                     continue
-                if _recorded(g, records, out, teacher):
+                if recorded(g, records, out, teacher):
                     done = records.results(out) or {}
-                    _check_settings(done, records.where(out), fields)
-                    _warn_other_objective(done, c, records.where(out))
+                    check_settings(done, records.where(out), fields)
+                    warn_other_objective(done, c, records.where(out))
                     bar.update(1)
                     continue
                 if out_of_time():
@@ -261,7 +268,7 @@ def _run_student(
     need_teacher()
     if spec != NO_KD and needs_memory(parse_terms(c.objective)):
         if (mem / "memory.json").is_file():
-            _check_teacher(mem / "memory.json", teacher)
+            check_teacher(mem / "memory.json", teacher)
         if not (mem / "memory.npz").is_file():
             mc = _common(_stage_config(g, "memory.py", task), g, task)
             _apply(mc, g.get("memory"))
@@ -337,9 +344,9 @@ def _student_search(
     for fields in candidates:
         d = base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
         if (d / "results.json").is_file():
-            _check_teacher(d / "results.json", teacher)
+            check_teacher(d / "results.json", teacher)
             records.save(d)
-        elif not _recorded(g, records, d, teacher, analysed=False):
+        elif not recorded(g, records, d, teacher, analysed=False):
             if out_of_time():
                 return None
             log.info("grid: %s %s search %s", task, method_name(spec), fields)
@@ -436,110 +443,6 @@ def _teacher(
     return chosen, scored, need_teacher
 
 
-def _recorded(
-    g: ConfigDict, records: GridRecords, cell: Path, teacher: Path, analysed: bool = True
-) -> bool:
-    """Whether ``cell``, not in the workdir, has a record that makes running it unnecessary: one
-    from this teacher, analysed against it unless not ``analysed`` (a recorded no-KD cell
-    analysed against another teacher is run again: its model, which the analysis needs, went
-    with the workdir)."""
-    result = records.results(cell)
-    if result is None:
-        return False
-    made_from = result.get("teacher")
-    if made_from is not None and made_from != records.relative(teacher):
-        raise ValueError(
-            f"grid: the record {records.where(cell)} was made from teacher {made_from}, this "
-            f"grid's teacher for the task is {records.relative(teacher)} (grid.teacher or "
-            "grid.teacher_search changed?); move the record away to redo the cell with this "
-            "teacher, or restore the settings it was made with"
-        )
-    if not analysed or not g.get("analysis_batches"):
-        return True
-    analysis = records.analysis(cell)
-    if analysis is not None and analysis.get("teacher") == records.relative(teacher):
-        return True
-    log.warning(
-        "grid: the record %s has no analysis against teacher %s and its run is gone: running "
-        "the cell again",
-        records.where(cell),
-        records.relative(teacher),
-    )
-    return False
-
-
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).samefile(b)
-    except OSError:  # one of them is gone: only the same spelling counts
-        return str(a) == str(b)
-
-
-def _other_teacher(record: Path, teacher: Path) -> str | None:
-    """The teacher a cell's, memory's or analysis's JSON ``record`` was made from, if not
-    ``teacher`` (None when the same or not recorded: a no-KD cell has none)."""
-    recorded = json.loads(record.read_text()).get("teacher")
-    return None if recorded is None or _same_path(recorded, teacher) else recorded
-
-
-def _warn_other_objective(
-    results: Mapping[str, Any], config: ConfigDict, cell: Path | None
-) -> None:
-    """Warn when a finished cell's objective is not its config's now (a config's weights were
-    changed since, e.g. records of an earlier protocol): the cell is kept and reported as it was
-    made."""
-    from fsd_jax.terms import parse_terms
-
-    made = results.get("objective")
-    if made is None or "objective" not in config:
-        return
-    objective = config.objective
-    if config.get("phases"):  # the results are the last phase's
-        objective = list(config.phases.values())[-1].get("objective") or objective
-    now = {t.name: {"weight": t.weight, **t.options} for t in parse_terms(objective)}
-    now = json.loads(json.dumps(now))
-    diff = sorted(
-        f"{name}.{k}: {made.get(name, {}).get(k)!r} (now {v!r})"
-        for name, options in now.items()
-        for k, v in options.items()
-        if made.get(name, {}).get(k) != v
-    )
-    if diff or set(made) != set(now):
-        log.warning(
-            "grid: %s was made with other objective settings than its config has now (%s); it "
-            "is reported as it was made: move it away to redo it with these",
-            cell,
-            ", ".join(diff) or f"terms {sorted(made)} vs {sorted(now)}",
-        )
-
-
-def _check_settings(
-    results: Mapping[str, Any], cell: Path | None, fields: Mapping[str, str]
-) -> None:
-    """A finished cell (its ``results``) counts only if it was made with the settings its
-    method's student search chose now (a cell made before a search, or under another one, has
-    other settings)."""
-    made = results.get("student_search") or {}
-    if made != dict(fields):
-        raise ValueError(
-            f"grid: {cell} was made with student settings {made or 'of no search'}, "
-            f"grid.student_search now chooses {dict(fields) or 'none'}; move it away to redo it "
-            "(or use another grid.records_dir for the new protocol)"
-        )
-
-
-def _check_teacher(record: Path, teacher: Path) -> None:
-    """A finished cell or memory counts only if it was made from this grid's teacher of the task
-    (a changed ``grid.teacher``/``teacher_search`` would otherwise mix students of two teachers)."""
-    recorded = _other_teacher(record, teacher)
-    if recorded is not None:
-        raise ValueError(
-            f"grid: {record.parent} was made from teacher {recorded}, this grid's teacher for the "
-            f"task is {teacher} (grid.teacher or grid.teacher_search changed?); move it away to "
-            "redo it with this teacher, or restore the settings it was made with"
-        )
-
-
 def _analyze(
     g: ConfigDict,
     c: ConfigDict,
@@ -563,7 +466,7 @@ def _analyze(
     }
     record = cell / "analysis" / "analysis.json"
     if record.is_file():
-        made_from = _other_teacher(record, teacher)
+        made_from = other_teacher(record, teacher)
         if made_from is None:
             refresh_restoration(cell / "analysis", **kw)
             return
