@@ -227,3 +227,27 @@ def test_narrow_keeps_heads_and_selects_weights(tiny_config):
     np.testing.assert_array_equal(q_small[:, 4:8], np.asarray(q)[:16, 8:12])
     with pytest.raises(ValueError, match="multiple of the 4 attention heads"):
         narrow(tiny_config, params, 10)
+
+
+def test_token_dense_matches_flax_dense_on_token_tensors():
+    """The flattened-token Dense (issue 34) has nn.Dense's parameters, outputs and gradients."""
+    import flax.linen as nn
+
+    from fsd_jax.models.bert import _TokenDense
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 5, 8)), jnp.float32)
+    cot = jnp.asarray(rng.standard_normal((3, 5, 6)), jnp.float32)
+    ours, ref = _TokenDense(6), nn.Dense(6)
+    params = ours.init(jax.random.key(0), x)
+    assert jax.tree.structure(params) == jax.tree.structure(ref.init(jax.random.key(0), x))
+
+    def vjp(module):
+        out, pull = jax.vjp(lambda p, v: module.apply(p, v), params, x)
+        return out, pull(cot)
+
+    (out, grads), (out_ref, grads_ref) = vjp(ours), vjp(ref)
+    assert out.shape == (3, 5, 6)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
+    for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref), strict=True):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)

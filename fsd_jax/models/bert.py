@@ -71,13 +71,28 @@ def _activation(name: str):
     return jax.nn.relu
 
 
+class _TokenDense(nn.Dense):
+    """``nn.Dense`` applied to the tokens as one (tokens, features) matrix.
+
+    On a (B, L, E) input ``nn.Dense``'s weight gradient contracts two axes at once, which
+    XLA:CPU runs 1.2–1.6× slower than the same product on the flattened (B·L, E) matrix
+    (32 × 128 tokens, 384 ↔ 1536 features, docs/benchmarks.md, issue 34); the result is the same.
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        lead = inputs.shape[:-1]
+        out = super().__call__(inputs.reshape(-1, inputs.shape[-1]))
+        return out.reshape(*lead, self.features)
+
+
 class _Module(nn.Module):
     config: BertConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     def dense(self, features: int, name: str) -> nn.Dense:
-        return nn.Dense(
+        return _TokenDense(
             features,
             kernel_init=nn.initializers.normal(self.config.initializer_range),
             dtype=self.dtype,
