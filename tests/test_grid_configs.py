@@ -8,6 +8,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from fsd_jax.experiments import grid as grid_lib
+from fsd_jax.experiments import search
 
 
 def test_method_specs_and_overrides(tmp_path):
@@ -62,7 +63,7 @@ def test_teacher_search_tasks_limits_the_search_to_the_named_tasks(tmp_path):
     assert grid_lib.teacher_dirs(g, "mrpc", tmp_path) == [({}, tmp_path / "mrpc" / "teacher")]
     g.teacher_search_tasks = ""  # every task searches
     assert len(grid_lib.teacher_dirs(g, "mrpc", tmp_path)) == 2
-    assert grid_lib.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
+    assert search.teacher_candidates({"learning_rate": "1e-6,3e-3", "max_steps": "2,4"}) == [
         {"learning_rate": "1e-6", "max_steps": "2"},
         {"learning_rate": "1e-6", "max_steps": "4"},
         {"learning_rate": "3e-3", "max_steps": "2"},
@@ -99,7 +100,7 @@ def test_student_search_ties_a_field_to_a_searched_one():
             }
         }
     )
-    found = grid_lib.student_candidates(g, "fsd_il")
+    found = search.student_candidates(g, "fsd_il")
     pairs = [
         (c["train.learning_rate"], c["objective.fsd_intra.weight"], c["objective.fsd_local.weight"])
         for c in found
@@ -110,10 +111,10 @@ def test_student_search_ties_a_field_to_a_searched_one():
         ("2e-4", "1e-3", "1e-3"),
         ("2e-4", "0.1", "0.1"),
     ]
-    assert grid_lib.student_candidates(g, "vkd") == [
+    assert search.student_candidates(g, "vkd") == [
         {"train.learning_rate": "1e-4"},
         {"train.learning_rate": "2e-4"},
     ]
     g.student_search.fsd_il.objective.fsd_local.weight = "=objective.fsd_intra.wieght"
     with pytest.raises(ValueError, match=r"fsd_local.weight = '=objective.fsd_intra.wieght'"):
-        grid_lib.student_candidates(g, "fsd_il")
+        search.student_candidates(g, "fsd_il")

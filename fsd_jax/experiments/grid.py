@@ -24,7 +24,6 @@ counts as done even when the workdir is gone (another machine goes on from commi
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import time
@@ -45,6 +44,12 @@ from fsd_jax.experiments.cell_checks import (
 )
 from fsd_jax.experiments.records import GridRecords
 from fsd_jax.experiments.report import aggregate, aggregate_analyses, seed_dirs, write_report
+from fsd_jax.experiments.search import (
+    set_fields,
+    split_values,
+    student_search,
+    teacher_candidates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +81,6 @@ def _apply(config: ConfigDict, overrides: Mapping[str, Any] | None, where: str =
         else:
             config[k] = v
     return config
-
-
-def _split(value: Any) -> list[str]:
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
 def _stage_config(grid: ConfigDict, file: str, arg: str) -> ConfigDict:
@@ -129,9 +128,9 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     """Run every missing cell of ``config.grid`` under ``workdir``; return :func:`aggregate`."""
     g = config.grid
     workdir = Path(workdir)
-    tasks, methods = _split(g.tasks), _split(g.methods)
-    seeds = [int(s) for s in _split(g.seeds)]
-    unknown = set(_split(g.get("teacher_search_tasks") or "")) - set(tasks)
+    tasks, methods = split_values(g.tasks), split_values(g.methods)
+    seeds = [int(s) for s in split_values(g.seeds)]
+    unknown = set(split_values(g.get("teacher_search_tasks") or "")) - set(tasks)
     if unknown:
         raise ValueError(
             f"grid.teacher_search_tasks: {', '.join(sorted(unknown))} not in grid.tasks ({g.tasks})"
@@ -160,8 +159,16 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
 
         chosen: dict[str, dict[str, str] | None] = {}
         for spec in methods:
-            found_search = _student_search(
-                g, task, spec, teacher, workdir, records, out_of_time, run_student
+            found_search = student_search(
+                g,
+                task,
+                method_name(spec),
+                functools.partial(cell_config, g, task, spec, teacher=teacher),
+                teacher,
+                workdir / task / method_name(spec),
+                records,
+                out_of_time,
+                functools.partial(run_student, spec=spec),
             )
             chosen[spec] = found_search[0] if found_search else None
             if found_search and found_search[1]:
@@ -176,7 +183,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     skipped += 1
                     continue
                 fields = chosen[spec] or {}
-                c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
+                c = set_fields(cell_config(g, task, spec, seed, teacher), fields)
                 if (out / "results.json").is_file():
                     check_teacher(out / "results.json", teacher)
                     done = json.loads((out / "results.json").read_text())
@@ -239,15 +246,6 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
     }
 
 
-def teacher_candidates(search: Mapping[str, Any] | None) -> list[dict[str, str]]:
-    """``{"learning_rate": "3e-5,1e-4", "num_epochs": "3"}`` → one dict per combination
-    (fields of ``config.train``, values as strings, in the given order)."""
-    search = search or {}
-    keys = list(search)
-    grids = [_split(search[k]) for k in keys]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
-
-
 def _run_student(
     g: ConfigDict,
     task: str,
@@ -278,99 +276,11 @@ def _run_student(
     (run_finetune if spec == NO_KD else run_distill)(c, out)
 
 
-def student_candidates(g: ConfigDict, spec: str) -> list[dict[str, str]]:
-    """The settings ``grid.student_search`` gives method ``spec``: its own entry (by method
-    name) and the ``"*"`` entry (every method), nested config fields with comma-separated
-    values (``{"train": {"learning_rate": "3e-5,5e-5"}}``), one dict of dotted fields per
-    combination; ``[{}]`` when there is nothing to search. A value ``"=other.field"`` ties a
-    field to a searched one (it takes that field's value in every candidate: e.g. FSD-IL's two
-    structure weights searched as one)."""
-    search = dict(g.get("student_search") or {})
-    fields = {**_dotted(search.get("*")), **_dotted(search.get(method_name(spec)))}
-    tied = {k: str(v)[1:] for k, v in fields.items() if str(v).startswith("=")}
-    for k, source in tied.items():
-        if source not in fields or source in tied:
-            raise ValueError(
-                f"grid.student_search.{method_name(spec)}: {k} = '={source}': "
-                f"expected one of the searched fields ({', '.join(sorted(set(fields) - set(tied)))})"
-            )
-    free = teacher_candidates({k: v for k, v in fields.items() if k not in tied})
-    return [{k: c[tied[k]] if k in tied else c[k] for k in fields} for c in free]
-
-
-def _dotted(tree: Any, prefix: str = "") -> dict[str, str]:
-    if not isinstance(tree, Mapping | ConfigDict):
-        return {prefix[:-1]: tree} if prefix else {}
-    out: dict[str, str] = {}
-    for k, v in dict(tree).items():
-        out.update(_dotted(v, f"{prefix}{k}."))
-    return out
-
-
-def _set_fields(config: ConfigDict, fields: Mapping[str, str]) -> ConfigDict:
-    """Set dotted ``fields`` (values as strings, converted to each field's type)."""
-    for dotted, value in fields.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for p in parents:
-            node = node.get(p) if isinstance(node, ConfigDict) else None
-        if not isinstance(node, ConfigDict) or leaf not in node:
-            raise ValueError(f"grid.student_search: {dotted}: no such field in the run's config")
-        old = node[leaf]
-        node[leaf] = value if old is None or isinstance(old, str) else type(old)(float(value))
-    return config
-
-
-def _student_search(
-    g: ConfigDict,
-    task: str,
-    spec: str,
-    teacher: Path,
-    workdir: Path,
-    records: GridRecords,
-    out_of_time: Callable[[], bool],
-    run_student: Callable[[ConfigDict, Path, str], None],
-) -> tuple[dict[str, str], list[dict]] | None:
-    """Run every candidate of ``spec``'s student search on ``task`` (seed ``grid.search_seed``)
-    that is neither done nor recorded; return the chosen settings (best dev score, the first
-    of equal ones) and the scored candidates (``({}, [])`` without a search; None: out of time
-    before every candidate ran)."""
-    candidates = student_candidates(g, spec)
-    if candidates == [{}]:
-        return {}, []
-    seed = int(g.get("search_seed") or 0)
-    base = workdir / task / method_name(spec)
-    scored = []
-    for fields in candidates:
-        d = base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
-        if (d / "results.json").is_file():
-            check_teacher(d / "results.json", teacher)
-            records.save(d)
-        elif not recorded(g, records, d, teacher, analysed=False):
-            if out_of_time():
-                return None
-            log.info("grid: %s %s search %s", task, method_name(spec), fields)
-            c = _set_fields(cell_config(g, task, spec, seed, teacher), fields)
-            run_student(c, d, spec)
-            records.save(d)
-        dev = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
-        scored.append(
-            {"settings": fields, "dir": str(d), "score": next(iter(dev.values()))["score"]}
-        )
-    best = max(range(len(scored)), key=lambda i: scored[i]["score"])
-    scored[best]["chosen"] = True
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "search.json").write_text(json.dumps(scored, indent=2))
-    if records.root:
-        records.write(records.root / task / method_name(spec) / "search.json", scored)
-    return candidates[best], scored
-
-
 def teacher_dirs(g: ConfigDict, task: str, workdir: Path) -> list[tuple[dict, Path]]:
     """(train overrides, directory) of each teacher the grid fine-tunes for ``task``: one,
     or one per candidate of ``grid.teacher_search`` (for the tasks of ``teacher_search_tasks``)."""
     candidates = teacher_candidates(g.get("teacher_search"))
-    only = _split(g.get("teacher_search_tasks") or "")
+    only = split_values(g.get("teacher_search_tasks") or "")
     if candidates == [{}] or (only and task not in only):
         return [({}, workdir / task / "teacher")]
     names = ("_".join(f"{k}-{v}" for k, v in c.items()) for c in candidates)
