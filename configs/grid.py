@@ -68,6 +68,9 @@ def get_config(arg=None):
             "teacher_per_task": {},
             # every student; methods whose reference budget differs get the same 3 epochs
             "student": {"train": {"num_epochs": 3.0}},
+            # per task, after "student" (e.g. {"mrpc": {"model": {"layers": "first:5"}}}): what
+            # common_per_task cannot say, since that also reaches the task's teacher
+            "student_per_task": {},
             # every distilled student: teacher outputs computed once per run where the terms
             # allow (same losses up to float rounding, ~27 % less step time; docs/benchmarks.md)
             "distill": {"teacher_cache": "auto"},

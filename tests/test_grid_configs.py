@@ -118,3 +118,33 @@ def test_student_search_ties_a_field_to_a_searched_one():
     g.student_search.fsd_il.objective.fsd_local.weight = "=objective.fsd_intra.wieght"
     with pytest.raises(ValueError, match=r"fsd_local.weight = '=objective.fsd_intra.wieght'"):
         search.student_candidates(g, "fsd_il")
+
+
+def test_student_per_task_sets_that_tasks_students_and_a_record_of_another_depth_is_refused(
+    tmp_path,
+):
+    from configs import grid
+    from fsd_jax.experiments.cell_checks import _depth, check_student_depth
+
+    g = grid.get_config().grid
+    g.student_per_task = {"mrpc": {"model": {"layers": "first:5"}}}
+    mrpc = grid_lib.cell_config(g, "mrpc", "vkd", 0, tmp_path)
+    assert mrpc.model.layers == "first:5"
+    assert grid_lib.cell_config(g, "mrpc", "nokd", 0, tmp_path).model.layers == "first:5"
+    assert grid_lib.cell_config(g, "cola", "vkd", 0, tmp_path).model.layers == "first:3"
+    check_student_depth({"num_layers": 5}, tmp_path, mrpc)
+    check_student_depth({}, tmp_path, mrpc)  # a record without the field: nothing to compare
+    with pytest.raises(ValueError, match=r"3-layer student.*now has 5 layers"):
+        check_student_depth({"num_layers": 3}, tmp_path / "mrpc" / "vkd" / "seed0", mrpc)
+    assert [_depth(s) for s in ("first:3", "last:2", "4", "2,4,6", [1, 2], "every:2", None)] == [
+        3,
+        2,
+        4,
+        3,
+        2,
+        None,
+        None,
+    ]
+    g.student_per_task = {"mrpc": {"model": {"layerz": "first:5"}}}
+    with pytest.raises(ValueError, match=r"student_per_task\.mrpc\.model\.layerz"):
+        grid_lib.cell_config(g, "mrpc", "vkd", 0, tmp_path)

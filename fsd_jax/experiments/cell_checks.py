@@ -107,6 +107,37 @@ def check_settings(
         )
 
 
+def _depth(spec: Any) -> int | None:
+    """Layers of a student made with layer spec ``spec`` ("first:3", "last:2", "3", "2,4,6"),
+    None where it depends on the source model's depth ("every:2") or there is no spec."""
+    if spec is None:
+        return None
+    if isinstance(spec, list | tuple):
+        return len(spec)
+    kind, _, arg = str(spec).partition(":")
+    if kind in ("first", "last") and arg.isdigit():
+        return int(arg)
+    items = [v for v in str(spec).strip("[]() ").split(",") if v.strip()]
+    if not arg and items and all(v.strip().isdigit() for v in items):
+        return int(items[0]) if len(items) == 1 else len(items)
+    return None
+
+
+def check_student_depth(results: Mapping[str, Any], cell: Path | None, config: ConfigDict) -> None:
+    """A finished cell counts only if its student has the depth the grid's student has now
+    (``grid.student_layers`` or ``grid.student_per_task`` changed: records of another
+    protocol)."""
+    made = results.get("num_layers")
+    spec = config.get("model", {}).get("layers")
+    want = _depth(spec)
+    if made is not None and want is not None and int(made) != want:
+        raise ValueError(
+            f"grid: {cell} was made with a {made}-layer student, the grid's student for the task "
+            f"now has {want} layers (model.layers {spec!r}); move it away to redo it (or use "
+            "another grid.records_dir for the new protocol)"
+        )
+
+
 def check_teacher(record: Path, teacher: Path) -> None:
     """A finished cell or memory counts only if it was made from this grid's teacher of the task
     (a changed ``grid.teacher``/``teacher_search`` would otherwise mix students of two teachers)."""

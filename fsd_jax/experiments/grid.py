@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from fsd_jax.cli import load_config
 from fsd_jax.experiments.cell_checks import (
     check_settings,
+    check_student_depth,
     check_teacher,
     other_teacher,
     recorded,
@@ -112,6 +113,7 @@ def cell_config(grid: ConfigDict, task: str, spec: str, seed: int, teacher: Path
     c.progress = False
     _common(c, grid, task)
     _apply(c, grid.get("student"))
+    _apply(c, (grid.get("student_per_task") or {}).get(task), f"student_per_task.{task}.")
     if spec != NO_KD:
         _apply(c, grid.get("distill"))
     _apply(c, (grid.get("methods_overrides") or {}).get(method_name(spec)))
@@ -188,6 +190,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     check_teacher(out / "results.json", teacher)
                     done = json.loads((out / "results.json").read_text())
                     check_settings(done, out, fields)
+                    check_student_depth(done, out, c)
                     warn_other_objective(done, c, out)
                     _analyze(g, c, out, teacher, task, need_teacher)
                     records.save(out)
@@ -196,6 +199,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                 if recorded(g, records, out, teacher):
                     done = records.results(out) or {}
                     check_settings(done, records.where(out), fields)
+                    check_student_depth(done, records.where(out), c)
                     warn_other_objective(done, c, records.where(out))
                     bar.update(1)
                     continue

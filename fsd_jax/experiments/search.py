@@ -16,7 +16,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from fsd_jax.experiments.cell_checks import check_teacher, recorded
+from fsd_jax.experiments.cell_checks import check_student_depth, check_teacher, recorded
 from fsd_jax.experiments.records import GridRecords
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def student_search(
             log.info("grid: %s %s search %s", task, name, fields)
             run(set_fields(cell(seed), fields), d)
             records.save(d)
-        dev = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
+        done = records.results(d) or json.loads((d / "results.json").read_text())
+        check_student_depth(done, records.where(d), cell(seed))
+        dev = done["dev"]
         scored.append(
             {"settings": fields, "dir": str(d), "score": next(iter(dev.values()))["score"]}
         )
