@@ -12,7 +12,10 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
 def print_report(out: dict) -> None:
     """The suite's results as text (the JSON holds the same numbers)."""
     m = out["machine"]
-    print(f"fsd-jax benchmarks  {out['date']}  {m['backend']} ({m['device']}) x{m['device_count']}")
+    print(
+        f"fsd-jax benchmarks  {out['date']}  {m['backend']} ({m['device']}) x{m['device_count']}"
+        f"  host CPU: {m.get('cpu', 'unknown')}"
+    )
     print(
         f"teacher {out['teacher']}, student {out['student_layers']}, B={out['batch_size']}, "
         f"L={out['seq_len']}, {out['dtype']}, {out['timed_steps']} timed steps"

@@ -263,12 +263,25 @@ def _default_teacher() -> str:
         return "random-minilm"
 
 
+def _cpu_model() -> str:
+    """The host CPU's model name (this project's VM has come up on a Xeon and on an EPYC: the
+    PyTorch ratios differ between them)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def _machine() -> dict:
     dev = jax.devices()[0]
     return {
         "backend": jax.default_backend(),
         "device": dev.device_kind,
         "device_count": jax.device_count(),
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

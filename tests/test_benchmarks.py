@@ -61,6 +61,7 @@ def test_suite_quick_writes_the_ratios(tiny_teacher, tmp_path):
     if ratios["bucketing_speedup_sst2"] is None:
         assert "bucketing" in result["skipped"]
     assert set(result["cka"]["rows"]) and result["machine"]["backend"] == "cpu"
+    assert result["machine"]["cpu"]
 
 
 def test_memory_scale_runs(tmp_path):
