@@ -110,17 +110,14 @@ def check_settings(
 def _depth(spec: Any) -> int | None:
     """Layers of a student made with layer spec ``spec`` ("first:3", "last:2", "3", "2,4,6"),
     None where it depends on the source model's depth ("every:2") or there is no spec."""
-    if spec is None:
+    from fsd_jax.models.surgery import resolve_layers
+    from fsd_jax.train.training_run import parse_layers
+
+    layers = parse_layers(spec)
+    if layers is None or str(layers).startswith("every:"):
         return None
-    if isinstance(spec, list | tuple):
-        return len(spec)
-    kind, _, arg = str(spec).partition(":")
-    if kind in ("first", "last") and arg.isdigit():
-        return int(arg)
-    items = [v for v in str(spec).strip("[]() ").split(",") if v.strip()]
-    if not arg and items and all(v.strip().isdigit() for v in items):
-        return int(items[0]) if len(items) == 1 else len(items)
-    return None
+    # first:k, last:k, k and explicit lists name their depth whatever the source's is
+    return len(resolve_layers(layers, num_layers=1 << 20))
 
 
 def check_student_depth(results: Mapping[str, Any], cell: Path | None, config: ConfigDict) -> None:

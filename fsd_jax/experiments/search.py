@@ -19,7 +19,7 @@ from ml_collections import ConfigDict
 from fsd_jax.experiments.cell_checks import check_student_depth, check_teacher, recorded
 from fsd_jax.experiments.records import GridRecords
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fsd_jax.experiments.grid")  # the grid's log, as before the split
 
 
 def split_values(value: Any) -> list[str]:
@@ -101,21 +101,23 @@ def student_search(
     if candidates == [{}]:
         return {}, []
     seed = int(g.get("search_seed") or 0)
+    searched = cell(seed)  # what a done candidate is checked against (the fields set aside)
     scored = []
     for fields in candidates:
         d = base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
         if (d / "results.json").is_file():
             check_teacher(d / "results.json", teacher)
+            check_student_depth(json.loads((d / "results.json").read_text()), d, searched)
             records.save(d)
-        elif not recorded(g, records, d, teacher, analysed=False):
+        elif recorded(g, records, d, teacher, analysed=False):
+            check_student_depth(records.results(d) or {}, records.where(d), searched)
+        else:
             if out_of_time():
                 return None
             log.info("grid: %s %s search %s", task, name, fields)
             run(set_fields(cell(seed), fields), d)
             records.save(d)
-        done = records.results(d) or json.loads((d / "results.json").read_text())
-        check_student_depth(done, records.where(d), cell(seed))
-        dev = done["dev"]
+        dev = (records.results(d) or json.loads((d / "results.json").read_text()))["dev"]
         scored.append(
             {"settings": fields, "dir": str(d), "score": next(iter(dev.values()))["score"]}
         )
