@@ -75,7 +75,7 @@ class _TokenDense(nn.Dense):
     """``nn.Dense`` applied to the tokens as one (tokens, features) matrix.
 
     On a (B, L, E) input ``nn.Dense``'s weight gradient contracts two axes at once, which
-    XLA:CPU runs 1.2–1.6× slower than the same product on the flattened (B·L, E) matrix
+    XLA:CPU runs 1.1–1.6× slower than the same product on the flattened (B·L, E) matrix
     (32 × 128 tokens, 384 ↔ 1536 features, docs/benchmarks.md, issue 34); the result is the same.
     """
 
