@@ -141,6 +141,52 @@ def test_values_and_gradients_match_float64_on_padded_inputs(measure, n, p, q, o
     assert _rel(grad[:n], np_grad(oracle, x, y)) <= 1e-4
 
 
+def _mean_ratio(x):
+    """Σ‖x_i‖² / Σ‖x_i − x̄‖²: what decides whether an unmasked Gram is used unshifted."""
+    return (x**2).sum() / ((x - x.mean(0)) ** 2).sum()
+
+
+# column-mean offsets whose ratio lands either side of the raw-Gram limit (2): 0 and 0.6 give
+# 1.06 and 1.87 (raw Gram), 0.7 and 10 give 2.15 and 214 (the shifted fallback)
+@pytest.mark.parametrize("offset", [0.0, 0.6, 0.7, 10.0])
+@pytest.mark.parametrize("measure", list(MEASURES))
+def test_unmasked_inputs_match_float64_on_both_gram_routes(measure, offset):
+    fn, oracle = MEASURES[measure]
+    x, y = _xy(24, 16, 12, offset=offset, seed=12)
+    x, y = x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)
+    raw = bool(cka._raw_gram_is_accurate(jnp.asarray(x @ x.T, jnp.float32)))
+    assert raw == (_mean_ratio(x) <= cka._RAW_GRAM_MAX_RATIO), _mean_ratio(x)
+    assert raw == (offset < 0.65)  # both routes are exercised
+    value, grad = jax.value_and_grad(lambda a: fn(a, jnp.asarray(y, jnp.float32), None))(
+        jnp.asarray(x, jnp.float32)
+    )
+    expected = oracle(x, y)
+    assert abs(float(value) - expected) <= 1e-5 * abs(expected), (float(value), expected)
+    assert _rel(np.asarray(grad), np_grad(oracle, x, y)) <= 1e-4
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.4, 10.0])  # ratios 1.03, 1.7: raw; 427: shifted
+def test_unmasked_local_shape_at_full_width(offset):
+    """The flattened shape (32 × 49,152) unmasked, as the reference-style local term computes
+    it: value and analytic gradient against float64."""
+    rng = np.random.default_rng(13)
+    n, p = 32, 128 * 384
+    t = rng.normal(size=(n, p)) + offset * (1 + rng.random(p))
+    s = 0.5 * t + rng.normal(size=(n, p)) + offset * (1 + rng.random(p))
+    t, s = t.astype(np.float32).astype(np.float64), s.astype(np.float32).astype(np.float64)
+    value, grad = jax.value_and_grad(lambda a: cka.linear_cka(jnp.asarray(t, jnp.float32), a))(
+        jnp.asarray(s, jnp.float32)
+    )
+    tc, sc = t - t.mean(0), s - s.mean(0)
+    k, g = tc @ tc.T, sc @ sc.T
+    nk, ng = np.linalg.norm(k), np.linalg.norm(g)
+    expected = (k * g).sum() / (nk * ng)
+    assert abs(float(value) - expected) <= 1e-5 * expected, (float(value), expected)
+    a = k / (nk * ng) - expected * g / ng**2
+    h = np.eye(n) - 1.0 / n
+    assert _rel(np.asarray(grad), 2 * h @ a @ h @ s) <= 1e-4
+
+
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_hsic_matches_float64(unbiased):
     x, y = _xy(16, 9, 6, offset=10.0, seed=3)
