@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from fsd_jax.experiments import grid as grid_lib
 
@@ -340,6 +341,15 @@ def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
                 assert made["objective"]["kd"]["weight"] == weight
             results = json.loads((cell / "results.json").read_text())
             assert results["student_search"] == best[0]["settings"]
+            # the search seed's cell is the search's run of the chosen settings, copied
+            reused = results.get("reused_search_run")
+            assert reused == (best[0]["dir"] if seed == 0 else None), (method, seed)
+        seed0 = json.loads((task / method / "seed0" / "results.json").read_text())
+        assert next(iter(seed0["dev"].values()))["score"] == best[0]["score"]
+        # its results.json is a file of its own, not written through to the search run's
+        assert "student_search" not in json.loads(
+            (Path(best[0]["dir"]) / "results.json").read_text()
+        )
         recorded = tmp_path / "records" / "quickstart" / method / "search.json"
         assert json.loads(recorded.read_text())[0]["dir"].startswith(f"quickstart/{method}/search/")
     report = (tmp_path / "report" / "results.md").read_text()
@@ -377,3 +387,30 @@ def test_teacher_search_tasks_must_be_tasks_of_the_grid(tmp_path):
     with pytest.raises(ValueError, match=r"grid.teacher_search_tasks: mrcp not in grid.tasks"):
         grid_lib.run_grid(cfg, tmp_path / "grid")
     assert not (tmp_path / "grid").exists()
+
+
+def test_a_search_run_is_reused_only_for_the_same_settings_and_seed(tmp_path):
+    from fsd_jax.experiments.search import reuse_search_run
+
+    cell = ConfigDict({"seed": 0, "train": {"learning_rate": 1e-4}, "progress": True})
+    run = tmp_path / "search" / "lr-1e-4"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "state").write_bytes(b"weights")
+    (run / "results.json").write_text(json.dumps({"dev": {"dev": {"score": 0.5}}}))
+    made = ConfigDict({**cell.to_dict(), "progress": False})  # progress is not a setting
+    (run / "train_config.json").write_text(made.to_json())
+    scored = [{"settings": {"train.learning_rate": "1e-4"}, "dir": str(run), "chosen": True}]
+    g = ConfigDict({"search_seed": 0})
+
+    assert not reuse_search_run(g, scored, 1, tmp_path / "seed1", cell)  # another seed
+    other = ConfigDict({**cell.to_dict(), "train": {"learning_rate": 3e-5}})
+    assert not reuse_search_run(g, scored, 0, tmp_path / "seed0", other)  # other settings
+    assert not (tmp_path / "seed0").exists()
+    assert reuse_search_run(g, scored, 0, tmp_path / "seed0", cell)
+    out = tmp_path / "seed0"
+    assert (out / "checkpoints" / "state").read_bytes() == b"weights"
+    results = json.loads((out / "results.json").read_text())
+    assert results["student_search"] == {"train.learning_rate": "1e-4"}
+    assert results["reused_search_run"] == str(run)
+    assert json.loads((run / "results.json").read_text()) == {"dev": {"dev": {"score": 0.5}}}
+    assert not reuse_search_run(g, scored, 0, out, cell)  # done already

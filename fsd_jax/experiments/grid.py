@@ -46,6 +46,7 @@ from fsd_jax.experiments.cell_checks import (
 from fsd_jax.experiments.records import GridRecords
 from fsd_jax.experiments.report import aggregate, aggregate_analyses, seed_dirs, write_report
 from fsd_jax.experiments.search import (
+    reuse_search_run,
     set_fields,
     split_values,
     student_search,
@@ -160,6 +161,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         run_student = functools.partial(_run_student, g, task, teacher, need_teacher, mem)
 
         chosen: dict[str, dict[str, str] | None] = {}
+        scored: dict[str, list[dict]] = {}
         for spec in methods:
             found_search = student_search(
                 g,
@@ -175,6 +177,7 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
             chosen[spec] = found_search[0] if found_search else None
             if found_search and found_search[1]:
                 student_searches.setdefault(task, {})[method_name(spec)] = found_search[1]
+                scored[spec] = found_search[1]
         # seed-major: every method gets seed 0 before any gets seed 1, so a grid stopped
         # part-way has all methods with the fewest seeds missing
         for seed in seeds:
@@ -186,6 +189,8 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
                     continue
                 fields = chosen[spec] or {}
                 c = set_fields(cell_config(g, task, spec, seed, teacher), fields)
+                if spec in scored and records.results(out) is None:
+                    reuse_search_run(g, scored[spec], seed, out, c)
                 if (out / "results.json").is_file():
                     check_teacher(out / "results.json", teacher)
                     done = json.loads((out / "results.json").read_text())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,44 @@ def student_search(
     if records.root:
         records.write(records.root / task / name / "search.json", scored)
     return candidates[best], scored
+
+
+def reuse_search_run(
+    g: ConfigDict, scored: list[dict], seed: int, out: Path, cell: ConfigDict
+) -> bool:
+    """Make the seed cell ``out`` a copy of its search's run of the chosen settings when that
+    run is the same training: the cell's seed is ``grid.search_seed`` and the run's settings
+    (``train_config.json``, as a resumed run compares them) are the cell's. Large files are
+    hard links (``results.json`` is written anew); False, and nothing copied, otherwise (the
+    cell then runs)."""
+    from fsd_jax.train.training_run import fingerprint
+
+    chosen = next((Path(c["dir"]) for c in scored if c.get("chosen")), None)
+    if seed != int(g.get("search_seed") or 0) or chosen is None or out.exists():
+        return False
+    if not (chosen / "results.json").is_file() or not (chosen / "train_config.json").is_file():
+        return False  # only recorded (another machine's workdir): run the cell
+    made = fingerprint(ConfigDict(json.loads((chosen / "train_config.json").read_text())))
+    wanted = fingerprint(cell)
+    # the memory is the task's, set on the config when the run starts
+    made.pop("teacher_memory", None)
+    wanted.pop("teacher_memory", None)
+    if made != wanted:
+        diff = sorted(k for k in made.keys() | wanted.keys() if made.get(k) != wanted.get(k))
+        log.warning("grid: %s differs from the search run %s in %s: running it", out, chosen, diff)
+        return False
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another filesystem
+            shutil.copy2(src, dst)
+
+    shutil.copytree(chosen, out, copy_function=link)
+    results = json.loads((out / "results.json").read_text())
+    results["student_search"] = next(c["settings"] for c in scored if c.get("chosen"))
+    results["reused_search_run"] = str(chosen)
+    (out / "results.json").unlink()  # a link to the search run's file: not written through
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    log.info("grid: %s is the search run %s (same settings and seed): copied", out, chosen)
+    return True
