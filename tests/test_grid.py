@@ -343,7 +343,8 @@ def test_student_search_chooses_on_the_search_seed_and_sets_every_seed(
             assert results["student_search"] == best[0]["settings"]
             # the search seed's cell is the search's run of the chosen settings, copied
             reused = results.get("reused_search_run")
-            assert reused == (best[0]["dir"] if seed == 0 else None), (method, seed)
+            chosen = Path(best[0]["dir"]).relative_to(task / method)
+            assert reused == (str(chosen) if seed == 0 else None), (method, seed)
         seed0 = json.loads((task / method / "seed0" / "results.json").read_text())
         assert next(iter(seed0["dev"].values()))["score"] == best[0]["score"]
         # its results.json is a file of its own, not written through to the search run's
@@ -393,7 +394,7 @@ def test_a_search_run_is_reused_only_for_the_same_settings_and_seed(tmp_path):
     from fsd_jax.experiments.search import reuse_search_run
 
     cell = ConfigDict({"seed": 0, "train": {"learning_rate": 1e-4}, "progress": True})
-    run = tmp_path / "search" / "lr-1e-4"
+    run = tmp_path / "search" / "lr-1e-4"  # the method's folder is tmp_path
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "state").write_bytes(b"weights")
     (run / "results.json").write_text(json.dumps({"dev": {"dev": {"score": 0.5}}}))
@@ -411,6 +412,6 @@ def test_a_search_run_is_reused_only_for_the_same_settings_and_seed(tmp_path):
     assert (out / "checkpoints" / "state").read_bytes() == b"weights"
     results = json.loads((out / "results.json").read_text())
     assert results["student_search"] == {"train.learning_rate": "1e-4"}
-    assert results["reused_search_run"] == str(run)
+    assert results["reused_search_run"] == "search/lr-1e-4"
     assert json.loads((run / "results.json").read_text()) == {"dev": {"dev": {"score": 0.5}}}
     assert not reuse_search_run(g, scored, 0, out, cell)  # done already

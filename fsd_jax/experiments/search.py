@@ -166,7 +166,8 @@ def reuse_search_run(
     shutil.copytree(chosen, out, copy_function=link)
     results = json.loads((out / "results.json").read_text())
     results["student_search"] = next(c["settings"] for c in scored if c.get("chosen"))
-    results["reused_search_run"] = str(chosen)
+    # relative to the method's folder: records are read on other machines
+    results["reused_search_run"] = os.path.relpath(chosen, out.parent)
     (out / "results.json").unlink()  # a link to the search run's file: not written through
     (out / "results.json").write_text(json.dumps(results, indent=2))
     log.info("grid: %s is the search run %s (same settings and seed): copied", out, chosen)
