@@ -42,7 +42,7 @@ _SUMMARY_KEYS = {
     "finetune": ("task", "stage", "dev", "steps", "train_examples_per_s"),
     "distill": ("task", "stage", "dev", "steps", "train_examples_per_s"),
     "memory": ("task", "stage", "num_clusters", "train_examples", "build_seconds", "path"),
-    "grid": ("stage", "report"),
+    "grid": ("stage", "report", "runs_left", "hours_left"),  # the last two: grid.plan
 }
 
 

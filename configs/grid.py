@@ -42,6 +42,8 @@ def get_config(arg=None):
             "preamble_file": "",  # Markdown put under the title of results.md
             "analysis_batches": 8,  # dev batches in each cell's CKA pool; 0: no analyses
             "max_hours": 0.0,  # > 0: start no new cell or teacher after this long (run again)
+            # True: print what is left to run and an estimate of its hours, run nothing
+            "plan": False,
             # examples/s columns: only meaningful when every cell had the machine to itself
             "report_throughput": True,
             "teacher_search": {},  # e.g. {"learning_rate": "3e-5,5e-5,1e-4", "num_epochs": "3,5"}

@@ -415,3 +415,34 @@ def test_a_search_run_is_reused_only_for_the_same_settings_and_seed(tmp_path):
     assert results["reused_search_run"] == "search/lr-1e-4"
     assert json.loads((run / "results.json").read_text()) == {"dev": {"dev": {"score": 0.5}}}
     assert not reuse_search_run(g, scored, 0, out, cell)  # done already
+
+
+def test_plan_lists_the_runs_left_with_hours_from_the_done_ones(tmp_path):
+    """grid.plan reads the workdir and the records only: what is left and how long it takes."""
+    c = _config(tmp_path / "no_teacher_needed", tmp_path)
+    g = c.grid
+    g.methods, g.records_dir, g.plan = "nokd,fsd_i", str(tmp_path / "records"), True
+    g.student_search = {"fsd_i": {"objective": {"fsd_intra": {"weight": "0.1,1"}}}}
+    work, rec = tmp_path / "grid" / "quickstart", tmp_path / "records" / "quickstart"
+
+    def done(root, rel, minutes):
+        (root / rel).mkdir(parents=True)
+        (root / rel / "results.json").write_text(json.dumps({"wall_time_s": 60.0 * minutes}))
+
+    done(work, "teacher", 10)
+    done(rec, "nokd/seed0", 2)  # in the records only: done all the same
+    done(work, "fsd_i/search/objective.fsd_intra.weight-0.1", 4)
+    plan = grid_lib.run_grid(c, tmp_path / "grid")
+    rows = {r["method"]: r for r in plan["rows"]}
+    assert set(rows) == {"nokd", "fsd_i"}  # the teacher is done
+    assert rows["nokd"]["runs_left"] == 1 and rows["nokd"]["minutes_per_run"] == 2.0
+    # one candidate and seed 1 left; seed 0 will be a copy of the search's run
+    assert (rows["fsd_i"]["runs_left"], rows["fsd_i"]["search_left"]) == (2, 1)
+    assert rows["fsd_i"]["minutes_per_run"] == 4.0
+    assert plan["runs_left"] == 3 and abs(plan["hours_left"] - 10 / 60) < 1e-9
+    assert not (work / "nokd" / "seed1").exists()  # nothing ran
+    # a search known from the records alone: its seed-0 cell has to run
+    (rec / "fsd_i").mkdir()
+    (work / "fsd_i" / "search").rename(rec / "fsd_i" / "search")
+    plan = grid_lib.run_grid(c, tmp_path / "grid")
+    assert {r["method"]: r["runs_left"] for r in plan["rows"]}["fsd_i"] == 3

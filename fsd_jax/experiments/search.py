@@ -83,6 +83,11 @@ def set_fields(config: ConfigDict, fields: Mapping[str, str]) -> ConfigDict:
     return config
 
 
+def candidate_dir(base: Path, fields: Mapping[str, str]) -> Path:
+    """Where a method's student-search candidate ``fields`` runs, under the method's folder."""
+    return base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
+
+
 def student_search(
     g: ConfigDict,
     task: str,
@@ -106,7 +111,7 @@ def student_search(
     searched = cell(seed)  # what a done candidate is checked against (the fields set aside)
     scored = []
     for fields in candidates:
-        d = base / "search" / "_".join(f"{k}-{v}" for k, v in fields.items())
+        d = candidate_dir(base, fields)
         if (d / "results.json").is_file():
             check_teacher(d / "results.json", teacher)
             check_student_depth(json.loads((d / "results.json").read_text()), d, searched)
