@@ -432,7 +432,9 @@ def test_plan_lists_the_runs_left_with_hours_from_the_done_ones(tmp_path):
     done(work, "teacher", 10)
     done(rec, "nokd/seed0", 2)  # in the records only: done all the same
     done(work, "fsd_i/search/objective.fsd_intra.weight-0.1", 4)
-    plan = grid_lib.run_grid(c, tmp_path / "grid")
+    from fsd_jax.train.stages import run
+
+    plan = run(c, tmp_path / "grid")
     rows = {r["method"]: r for r in plan["rows"]}
     assert set(rows) == {"nokd", "fsd_i"}  # the teacher is done
     assert rows["nokd"]["runs_left"] == 1 and rows["nokd"]["minutes_per_run"] == 2.0
@@ -444,5 +446,5 @@ def test_plan_lists_the_runs_left_with_hours_from_the_done_ones(tmp_path):
     # a search known from the records alone: its seed-0 cell has to run
     (rec / "fsd_i").mkdir()
     (work / "fsd_i" / "search").rename(rec / "fsd_i" / "search")
-    plan = grid_lib.run_grid(c, tmp_path / "grid")
+    plan = run(c, tmp_path / "grid")
     assert {r["method"]: r["runs_left"] for r in plan["rows"]}["fsd_i"] == 3

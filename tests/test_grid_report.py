@@ -109,3 +109,32 @@ def test_welch_intervals_match_scipys_t_test_and_the_report_says_what_is_separat
         if ln.startswith("| fsd_il |") and "[" in ln
     }
     assert rows["fsd_il/nokd"].endswith("| yes |") and rows["fsd_il/vkd"].endswith("| no |")
+
+
+def test_the_papers_comparisons_are_checked_with_welch_intervals():
+    from fsd_jax.experiments.paper_claims import claim_lines, verdict
+
+    a, b = (0.60, 0.01, 3), (0.50, 0.01, 3)
+    assert verdict(+1.0, a, b)[1] == "same, separated"
+    assert verdict(-1.0, a, b)[1] == "reversed, separated"
+    assert verdict(+1.0, (0.60, 0.2, 3), b)[1] == "same, not separated"
+    assert verdict(+1.0, a, a)[1] == "no difference"
+    assert verdict(+1.0, a, (0.5, 0.0, 1))[1] == "one seed: no interval"
+    assert verdict(+1.0, a, None)[1] == "not run"
+    assert claim_lines("sst2", {}, {}) == []  # not a task of the paper's Table 2
+
+    scores = {m: {"score": (0.40, 0.01, 3)} for m in ("vkd", "pkd", "rkd", "minilm")}
+    scores["fsd_ilg"] = {"score": (0.45, 0.01, 3)}
+    rel = {k: (1.0, 0.1, 3) for k in ("inter_euclid", "inter_cos", "intra_euclid", "intra_cos")}
+    analyses = {m: dict(rel) for m in ("vkd", "pkd", "rkd")}
+    analyses["fsd_ilg"] = {k: (0.5, 0.1, 3) for k in rel} | {"cka_diagonal": (0.9, 0.01, 3)}
+    analyses["nokd"] = {"cka_diagonal": (0.8, 0.01, 3)}
+    text = "\n".join(claim_lines("cola", scores, analyses))
+    # CoLA's Table 2: FSD 43.03, VKD 41.46; ours +5.00 (×100) with its interval
+    assert "| Table 2 | FSD − vkd | +1.57 | +5.00 [" in text and "same, separated" in text
+    # the paper has RKD above FSD on CoLA (−0.04): ours is the other way
+    assert "| Table 2 | FSD − rkd | -0.04 | +5.00 [" in text and "reversed, separated" in text
+    assert "| Table 4 | FSD − fsd_i | +2.15 | — | not run |" in text
+    assert "| Table 6 | CKA diagonal, FSD − nokd | +0.032 | +0.100 [" in text
+    assert "| Table 6 | CKA diagonal, FSD − vkd | +0.024 | — | not run |" in text
+    assert "FSD first, as in the paper" in text

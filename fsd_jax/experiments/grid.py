@@ -138,12 +138,6 @@ def run_grid(config: ConfigDict, workdir: str | Path) -> dict:
         raise ValueError(
             f"grid.teacher_search_tasks: {', '.join(sorted(unknown))} not in grid.tasks ({g.tasks})"
         )
-    if g.get("plan"):
-        from fsd_jax.experiments.plan import format_plan, grid_plan
-
-        plan = grid_plan(config, workdir)
-        print(format_plan(plan))
-        return {"stage": "grid", **plan}
     cells = [(t, m, s) for t in tasks for m in methods for s in seeds]
     bar = tqdm(total=len(cells), desc="grid", disable=not config.get("progress", True))
     budget = float(g.get("max_hours") or 0.0) * 3600.0

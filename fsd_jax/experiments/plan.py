@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
+from fsd_jax.experiments.grid import method_name, teacher_dirs
 from fsd_jax.experiments.records import GridRecords
 from fsd_jax.experiments.search import candidate_dir, split_values, student_candidates
 
@@ -27,8 +28,6 @@ def grid_plan(config: ConfigDict, workdir: str | Path) -> dict:
     Returns ``{"rows": [...], "runs_left", "hours_left", "unknown"}``; ``unknown`` counts runs
     with no finished run of their task to estimate from.
     """
-    from fsd_jax.experiments.grid import method_name, teacher_dirs
-
     g = config.grid
     workdir = Path(workdir)
     records = GridRecords(g.get("records_dir"), workdir)
@@ -104,3 +103,10 @@ def format_plan(plan: dict) -> str:
     if plan["unknown"]:
         total += f" and {plan['unknown']} runs with no finished run of their task to go by"
     return "\n".join([*lines, "", total])
+
+
+def print_plan(config: ConfigDict, workdir: str | Path) -> dict:
+    """Print :func:`format_plan` of :func:`grid_plan` (the ``grid.plan`` stage); its dict."""
+    plan = grid_plan(config, workdir)
+    print(format_plan(plan))
+    return {"stage": "grid", **plan}

@@ -20,6 +20,10 @@ def run(config: Any, workdir: str | Path) -> dict:
         from fsd_jax.train.teacher_memory import run_memory
 
         return run_memory(config, workdir)
+    if stage == "grid" and config.grid.get("plan"):
+        from fsd_jax.experiments.plan import print_plan
+
+        return print_plan(config, workdir)
     if stage == "grid":
         from fsd_jax.experiments.grid import run_grid
 
