@@ -18,7 +18,7 @@ Everything else is ``configs/grid.py``; what differs, and where each value comes
 - MRPC students have five layers (``student_per_task``: MiniLM layers 1–5; CoLA's keep three):
   the 3-layer student does not learn there (seven settings of rate, epochs, teacher layers and
   warm-up: dev accuracy within a point of the majority class's 68.38; four layers 70.10), a
-  5-layer one does (no-KD seeds 0–2: accuracy 77.70–78.68, VKD seeds 0–1: 77.21, 78.43;
+  5-layer one does (no-KD seeds 0–2: accuracy 77.70–78.68, VKD seeds 0–2: 77.21–79.17;
   docs/student_setup.md). The 3-layer MRPC
   cells of the earlier setting are kept in ``docs/fidelity_records_3layer/``.
 - teachers: no search; each task's teacher is fine-tuned once with the setting the earlier grid's
