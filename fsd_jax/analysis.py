@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fsd_jax.cka import MinibatchCKA, centered_gram, linear_cka
+from fsd_jax.cka import centered_gram, linear_cka
 from fsd_jax.data import Encoded, iterate_batches
 from fsd_jax.distances import squared_distances_from_gram
+from fsd_jax.minibatch_cka import MinibatchCKA
 from fsd_jax.models import BertForSequenceClassification, model_inputs
 
 # 2: undefined restoration precision/recall/F1 are null (format 1 wrote 0), plus "agreement"
