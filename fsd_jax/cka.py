@@ -99,9 +99,13 @@ def _shifted(x: jax.Array, valid: jax.Array | None) -> jax.Array:
 
 
 # ------------------------------------------------------------------ Grams
+def _plain_gram(x: jax.Array) -> jax.Array:
+    return jnp.einsum("...np,...mp->...nm", x, x)
+
+
 @jax.custom_vjp
 def _gram(x: jax.Array) -> jax.Array:
-    return jnp.einsum("...np,...mp->...nm", x, x)
+    return _plain_gram(x)
 
 
 def _gram_fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -143,11 +147,8 @@ def _unmasked_gram(x: jax.Array) -> jax.Array:
     Either Gram gives the same centred Gram; the check reads only the n×n Gram, so the
     shifted one is computed, as a second Gram, only for inputs that need it."""
 
-    def gram(a: jax.Array) -> jax.Array:
-        return jnp.einsum("...np,...mp->...nm", a, a)
-
-    k = gram(x)
-    return jax.lax.cond(_raw_gram_is_accurate(k), lambda: k, lambda: gram(x - x[..., :1, :]))
+    k = _plain_gram(x)
+    return jax.lax.cond(_raw_gram_is_accurate(k), lambda: k, lambda: _plain_gram(x - x[..., :1, :]))
 
 
 def _unmasked_gram_fwd(x: jax.Array) -> tuple[jax.Array, jax.Array]:

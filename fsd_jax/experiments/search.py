@@ -147,9 +147,10 @@ def reuse_search_run(
     cell then runs)."""
     from fsd_jax.train.training_run import fingerprint
 
-    chosen = next((Path(c["dir"]) for c in scored if c.get("chosen")), None)
-    if seed != int(g.get("search_seed") or 0) or chosen is None or out.exists():
+    best = next((c for c in scored if c.get("chosen")), None)
+    if seed != int(g.get("search_seed") or 0) or best is None or out.exists():
         return False
+    chosen = Path(best["dir"])
     if not (chosen / "results.json").is_file() or not (chosen / "train_config.json").is_file():
         return False  # only recorded (another machine's workdir): run the cell
     made = fingerprint(ConfigDict(json.loads((chosen / "train_config.json").read_text())))
@@ -170,7 +171,7 @@ def reuse_search_run(
 
     shutil.copytree(chosen, out, copy_function=link)
     results = json.loads((out / "results.json").read_text())
-    results["student_search"] = next(c["settings"] for c in scored if c.get("chosen"))
+    results["student_search"] = best["settings"]
     # relative to the method's folder: records are read on other machines
     results["reused_search_run"] = os.path.relpath(chosen, out.parent)
     (out / "results.json").unlink()  # a link to the search run's file: not written through
